@@ -1,0 +1,1 @@
+"""Handlers of ``openapi/commands.yaml`` (one module per tag)."""

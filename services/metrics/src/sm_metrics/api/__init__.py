@@ -1,0 +1,1 @@
+"""Handlers of ``openapi/metrics.yaml`` (one module per tag)."""

@@ -1,0 +1,1 @@
+"""Handlers of ``openapi/registry.yaml``: one module per tag, function names = operationIds."""

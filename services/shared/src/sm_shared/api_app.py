@@ -1,0 +1,280 @@
+"""The frame every Connexion service is built in.
+
+``build_api_app`` turns an OpenAPI document and a handler package into an
+ASGI app with: scope-enforcing OAuth2 security (tokens verified locally),
+strict request validation, problem+json errors, a request-body size limit
+(413), Prometheus metrics in a registry of the app's own, and the service's
+resources reachable from handlers as ``request.state.service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import connexion
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.resolver import RelativeResolver
+from connexion.security import OAuthSecurityHandler
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sm_shared.database import create_database_engine, ping
+from sm_shared.problems import PayloadTooLarge, ProblemError, problem_response, response_for
+from sm_shared.settings import CoreSettings
+from sm_shared.tokens import InvalidToken, TokenVerifier
+
+SHARED_HANDLERS = "sm_shared."
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def spec_path(package: str, name: str) -> Path:
+    """The OpenAPI document ``name`` (e.g. ``registry.yaml``).
+
+    A wheel carries it inside ``package`` (``openapi/<name>``); a checkout
+    reads it from the repository's ``openapi/`` folder.
+    """
+    packaged = resources.files(package) / "openapi" / name
+    if packaged.is_file():
+        return Path(str(packaged))
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "openapi" / name
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"OpenAPI document {name} not found for {package}")
+
+
+@dataclass
+class ServiceState:
+    """What every service exposes to the shared probe handlers."""
+
+    name: str
+    readiness: dict[str, ReadinessCheck]
+    metrics: CollectorRegistry
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceResources:
+    """A service's database engine and Redis client, created when its app is built.
+
+    Neither connects until first used; ``aclose`` releases both. Handlers reach
+    them through ``request.state.service.resources``.
+    """
+
+    engine: Engine
+    redis: Redis
+
+    @classmethod
+    def open(cls, database_url: str, redis_url: str) -> ServiceResources:
+        return cls(create_database_engine(database_url), Redis.from_url(redis_url))
+
+    def readiness(self) -> dict[str, ReadinessCheck]:
+        async def database() -> None:
+            await asyncio.to_thread(ping, self.engine)
+
+        async def redis() -> None:
+            await self.redis.ping()
+
+        return {"database": database, "redis": redis}
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.redis.aclose()
+            self.engine.dispose()
+
+
+class _Resolver(RelativeResolver):  # type: ignore[misc]
+    """Relative to the service's handler package, except shared handlers named in full."""
+
+    def resolve_operation_id(self, operation: Any) -> str:
+        operation_id = str(operation.operation_id)
+        if operation_id.startswith(SHARED_HANDLERS):
+            return operation_id
+        return str(super().resolve_operation_id(operation))
+
+
+def _security_map(verifier: TokenVerifier) -> dict[str, type]:
+    class VerifyingOAuthHandler(OAuthSecurityHandler):  # type: ignore[misc]
+        def get_tokeninfo_func(self, security_definition: dict[str, Any]) -> Callable[..., Any]:
+            return token_info
+
+    def token_info(token: str) -> dict[str, Any] | None:
+        try:
+            return verifier.verify(token).token_info()
+        except InvalidToken:
+            return None
+
+    return {"oauth2": VerifyingOAuthHandler}
+
+
+class _StateAndLimits:
+    """Outermost middleware: injects the service state, limits the body, counts requests."""
+
+    def __init__(
+        self, app: ASGIApp, *, state: object, max_body: int, requests: Counter, latency: Histogram
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.max_body = max_body
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["service"] = self.state
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            response = problem_response(
+                413,
+                "Request Entity Too Large",
+                f"request bodies are limited to {self.max_body} bytes",
+            )
+            await response(scope, receive, send)
+            return
+
+        seen = 0
+        status = 500
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise PayloadTooLarge(f"request bodies are limited to {self.max_body} bytes")
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, limited_receive, counting_send)
+        finally:
+            self.requests.labels(scope["method"], str(status)).inc()
+            self.latency.observe(time.perf_counter() - started)
+
+
+def _problem_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, ProblemError)
+    response = response_for(exc)
+    return ConnexionResponse(
+        status_code=response.status_code,
+        body=response.body,
+        content_type=response.media_type,
+        headers=dict(response.headers),
+    )
+
+
+def _undecodable_body(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    return _problem_handler(
+        request,
+        _BadBody("the request body is not valid UTF-8 JSON"),
+    )
+
+
+class _BadBody(ProblemError):
+    status = 400
+    title = "Bad Request"
+
+
+def build_api_app(
+    *,
+    name: str,
+    spec: Path,
+    package: str,
+    verifier: TokenVerifier,
+    state: ServiceState,
+    lifespan: Callable[[], AbstractAsyncContextManager[None]],
+    max_body_bytes: int,
+    validate_responses: bool,
+) -> connexion.AsyncApp:
+    """A Connexion app serving ``spec`` with handlers from ``package`` (e.g. ``sm_registry.api``)."""
+
+    @asynccontextmanager
+    async def app_lifespan(_app: Any) -> AsyncIterator[None]:
+        async with lifespan():
+            yield
+
+    app = connexion.AsyncApp(
+        name,
+        lifespan=app_lifespan,
+        security_map=_security_map(verifier),
+    )
+    app.add_api(
+        spec,
+        resolver=_Resolver(package),
+        strict_validation=True,
+        validate_responses=validate_responses,
+        pythonic_params=False,
+    )
+    requests = Counter(
+        "http_requests",
+        "HTTP requests served, by method and status",
+        ["method", "status"],
+        registry=state.metrics,
+    )
+    latency = Histogram(
+        "http_request_duration_seconds", "Time to serve a request", registry=state.metrics
+    )
+    app.add_middleware(
+        _StateAndLimits,
+        MiddlewarePosition.BEFORE_EXCEPTION,
+        state=state,
+        max_body=max_body_bytes,
+        requests=requests,
+        latency=latency,
+    )
+    app.add_error_handler(ProblemError, _problem_handler)
+    app.add_error_handler(UnicodeDecodeError, _undecodable_body)
+    return app
+
+
+def create_service_app(
+    *,
+    service: str,
+    settings: CoreSettings,
+    database_url: str,
+    extra: dict[str, Any] | None = None,
+) -> connexion.AsyncApp:
+    """The app of service ``service``: ``openapi/<service>.yaml`` served by ``sm_<service>.api``.
+
+    ``request.state.service.extra`` holds ``resources`` (engine and Redis),
+    ``settings`` and whatever ``extra`` adds.
+    """
+    resources = ServiceResources.open(database_url, settings.redis_url)
+    state = ServiceState(
+        name=service,
+        readiness=resources.readiness(),
+        metrics=CollectorRegistry(),
+        extra={"resources": resources, "settings": settings, **(extra or {})},
+    )
+    package = f"sm_{service}"
+    return build_api_app(
+        name=package,
+        spec=spec_path(package, f"{service}.yaml"),
+        package=f"{package}.api",
+        verifier=TokenVerifier(settings.data),
+        state=state,
+        lifespan=resources.lifespan,
+        max_body_bytes=settings.max_body_bytes,
+        validate_responses=settings.validate_responses,
+    )

@@ -1,0 +1,28 @@
+"""Redis key and stream names shared by every service (DESIGN.md, Data ownership)."""
+
+from typing import Final
+
+METRICS_STREAM: Final = "metrics"
+RESULTS_STREAM: Final = "results"
+AUDIT_STREAM: Final = "audit"
+EVENTS_CHANNEL: Final = "events"
+
+
+def gateway_inbox(gateway_id: str) -> str:
+    """The stream of deliveries to the agents that gateway ``gateway_id`` holds."""
+    return f"gateway:{gateway_id}:inbox"
+
+
+def route_key(node_id: str) -> str:
+    """The key naming the gateway that holds the node's connection."""
+    return f"route:{node_id}"
+
+
+def presence_key(node_id: str) -> str:
+    """The key whose existence means the node is online (expires with its TTL)."""
+    return f"presence:{node_id}"
+
+
+def rate_limit_key(bucket: str, subject: str) -> str:
+    """The key counting attempts of ``subject`` (an address or a client id) in ``bucket``."""
+    return f"ratelimit:{bucket}:{subject}"

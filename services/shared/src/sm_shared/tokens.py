@@ -1,0 +1,91 @@
+"""Access-token verification, done locally by every service.
+
+Tokens are RFC 9068 JWT access tokens issued by the registry's OAuth2
+endpoint and signed with a key from the data directory (``token_keys``).
+Services read the keys from the data directory, never from the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from sm_shared.datadir import DataDir
+from sm_shared.scopes import parse_scope
+from sm_shared.token_keys import ALGORITHM, load_private_keys
+
+ISSUER: Final = "server-manager"
+AUDIENCE: Final = "server-manager"
+RELOAD_INTERVAL: Final = 5.0
+
+
+class InvalidToken(Exception):
+    """The token is malformed, badly signed, expired or not for us."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    subject: str
+    client_id: str
+    scopes: frozenset[str]
+    raw: dict[str, Any]
+
+    def token_info(self) -> dict[str, Any]:
+        """The mapping Connexion's security layer expects (``sub``, ``scope``)."""
+        return {**self.raw, "sub": self.subject, "scope": " ".join(sorted(self.scopes))}
+
+
+_REGISTRY = JWTClaimsRegistry(
+    iss={"essential": True, "value": ISSUER},
+    aud={"essential": True, "value": AUDIENCE},
+    sub={"essential": True},
+    exp={"essential": True},
+)
+
+
+class TokenVerifier:
+    """Verifies access tokens against the keys in a data directory.
+
+    An unknown ``kid`` re-reads the key file (at most every few seconds), so a
+    key rotated by ``smctl keys rotate`` is picked up without a restart.
+    """
+
+    def __init__(self, data: DataDir) -> None:
+        self._data = data
+        self._keys: KeySet = load_private_keys(data)
+        self._loaded_at = time.monotonic()
+
+    def _known_kids(self) -> set[str]:
+        return {str(k.kid) for k in self._keys.keys}
+
+    def _maybe_reload(self, kid: str | None) -> None:
+        if kid in self._known_kids():
+            return
+        if time.monotonic() - self._loaded_at < RELOAD_INTERVAL:
+            return
+        self._keys = load_private_keys(self._data)
+        self._loaded_at = time.monotonic()
+
+    def verify(self, token: str) -> Claims:
+        try:
+            header = jws.extract_compact(token.encode()).protected
+            self._maybe_reload(header.get("kid"))
+            decoded = jwt.decode(token, self._keys, algorithms=[ALGORITHM])
+            _REGISTRY.validate(decoded.claims)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidToken(str(exc) or type(exc).__name__) from exc
+        if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+            raise InvalidToken("not an access token")
+        claims = decoded.claims
+        return Claims(
+            subject=str(claims["sub"]),
+            client_id=str(claims.get("client_id", "")),
+            scopes=parse_scope(str(claims.get("scope", ""))),
+            raw=claims,
+        )
