@@ -9,6 +9,9 @@ COMMANDS_RUN: Final = "commands:run"
 COMMANDS_READ: Final = "commands:read"
 AUDIT_READ: Final = "audit:read"
 ADMIN: Final = "admin"
+# Operations only the core's own services call (authenticating agents, reporting
+# their status). Held by the built-in service client alone, never by a role.
+SERVICE: Final = "service"
 
 ALL_SCOPES: Final[tuple[str, ...]] = (
     NODES_READ,

@@ -7,7 +7,9 @@ Services read the keys from the data directory, never from the registry.
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -18,7 +20,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import parse_scope
-from sm_shared.token_keys import ALGORITHM, load_private_keys
+from sm_shared.token_keys import ALGORITHM, load_private_keys, signing_key
 
 ISSUER: Final = "server-manager"
 AUDIENCE: Final = "server-manager"
@@ -89,3 +91,27 @@ class TokenVerifier:
             scopes=parse_scope(str(claims.get("scope", ""))),
             raw=claims,
         )
+
+
+def issue_access_token(
+    data: DataDir, *, subject: str, client_id: str, scopes: Iterable[str], ttl: int
+) -> str:
+    """Sign an RFC 9068 access token with the newest key of ``data``.
+
+    The registry's token endpoint is the only issuer in production; tests use
+    this to hold tokens with exactly the scopes they need.
+    """
+    key = signing_key(data)
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": subject,
+        "client_id": client_id,
+        "scope": " ".join(sorted(set(scopes))),
+        "iat": now,
+        "exp": now + ttl,
+        "jti": secrets.token_urlsafe(16),
+    }
+    header = {"alg": ALGORITHM, "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key)

@@ -1,0 +1,35 @@
+"""What registry handlers reach through the request: engine, Redis, settings, data directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connexion import request
+from redis.asyncio import Redis
+from sm_shared.api_app import ServiceResources, ServiceState
+from sm_shared.datadir import DataDir
+from sqlalchemy import Engine
+
+from sm_registry.settings import RegistrySettings
+
+
+@dataclass(frozen=True)
+class RegistryContext:
+    engine: Engine
+    redis: Redis
+    settings: RegistrySettings
+
+    @property
+    def data(self) -> DataDir:
+        return self.settings.data
+
+
+def current() -> RegistryContext:
+    """The registry context of the request being served."""
+    state = request.state.service
+    assert isinstance(state, ServiceState)
+    resources = state.extra["resources"]
+    settings = state.extra["settings"]
+    assert isinstance(resources, ServiceResources)
+    assert isinstance(settings, RegistrySettings)
+    return RegistryContext(resources.engine, resources.redis, settings)
