@@ -25,6 +25,9 @@ from sm_shared.token_keys import ALGORITHM, load_private_keys, signing_key
 ISSUER: Final = "server-manager"
 AUDIENCE: Final = "server-manager"
 RELOAD_INTERVAL: Final = 5.0
+# Verified tokens are remembered until they expire: a client reuses one token
+# for many requests, and an ES256 signature check costs ~100 µs.
+CACHE_SIZE: Final = 4096
 
 
 class InvalidToken(Exception):
@@ -62,6 +65,7 @@ class TokenVerifier:
         self._data = data
         self._keys: KeySet = load_private_keys(data)
         self._loaded_at = time.monotonic()
+        self._verified: dict[str, Claims] = {}
 
     def _known_kids(self) -> set[str]:
         return {str(k.kid) for k in self._keys.keys}
@@ -75,6 +79,19 @@ class TokenVerifier:
         self._loaded_at = time.monotonic()
 
     def verify(self, token: str) -> Claims:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.raw["exp"] > time.time():
+                return cached
+            del self._verified[token]
+        claims = self._verify(token)
+        if len(self._verified) >= CACHE_SIZE:
+            # Drop the oldest entry (dicts keep insertion order).
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         try:
             header = jws.extract_compact(token.encode()).protected
             self._maybe_reload(header.get("kid"))
