@@ -40,7 +40,7 @@ def starlette_app() -> Starlette:
 
     async def handler(request: Request) -> JSONResponse:
         auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
+        _, _, token = auth.partition(" ")
         try:
             claims = verifier.verify(token)
         except InvalidToken:
