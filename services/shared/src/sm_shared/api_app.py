@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sm_shared import connexion_tuning
 from sm_shared.database import create_database_engine, ping
 from sm_shared.problems import PayloadTooLarge, ProblemError, problem_response, response_for
 from sm_shared.settings import CoreSettings
@@ -214,6 +215,7 @@ def build_api_app(
         async with lifespan():
             yield
 
+    connexion_tuning.apply()
     app = connexion.AsyncApp(
         name,
         lifespan=app_lifespan,
