@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -24,8 +25,14 @@ from sm_shared.pki import ca_fingerprint
 
 
 class KeyKind(StrEnum):
+    """The key's prefix: which kind it is and the version of its format."""
+
     ENROLLMENT = "sme1"
     SECRET = "sms1"  # noqa: S105 (a key-kind prefix, not a secret)
+
+
+# 32 bytes in unpadded base64url are exactly 43 characters of its alphabet.
+_PART = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class MalformedKey(ValueError):
@@ -33,41 +40,53 @@ class MalformedKey(ValueError):
 
 
 def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 4648 §5)."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The inverse of :func:`b64url`; raises ``ValueError`` on text outside its alphabet."""
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 @dataclass(frozen=True)
 class AccessKey:
+    """One key: its kind, the CA fingerprint it carries and its secret part.
+
+    ``str(key)`` is the text operators copy; ``repr`` leaves the secret out so
+    a key never lands in a log by accident.
+    """
+
     kind: KeyKind
     fingerprint: bytes
-    secret: str
+    secret: str = field(repr=False)
 
     def __str__(self) -> str:
         return f"{self.kind.value}.{b64url(self.fingerprint)}.{self.secret}"
 
     @classmethod
     def generate(cls, kind: KeyKind, fingerprint: bytes) -> AccessKey:
+        """A new key of ``kind`` carrying ``fingerprint`` (32 bytes) and 32 random bytes."""
         return cls(kind, fingerprint, b64url(secrets.token_bytes(32)))
 
     @classmethod
     def parse(cls, text: str, kind: KeyKind) -> AccessKey:
+        """Parse key text (surrounding whitespace ignored); raises :class:`MalformedKey`."""
         parts = text.strip().split(".")
         if len(parts) != 3 or parts[0] != kind.value:
             raise MalformedKey(f"not a {kind.name.lower()} key (expected '{kind.value}.…')")
+        if not _PART.fullmatch(parts[1]):
+            raise MalformedKey("the fingerprint part is not 32 bytes of unpadded base64url")
+        if not _PART.fullmatch(parts[2]):
+            raise MalformedKey("the secret part is not 32 bytes of unpadded base64url")
         try:
             fingerprint = b64url_decode(parts[1])
-        except ValueError as exc:
+        except ValueError as exc:  # unreachable after the pattern; kept as a guard
             raise MalformedKey("the fingerprint part is not base64url") from exc
-        if len(fingerprint) != 32 or len(parts[2]) < 32:
-            raise MalformedKey("the key is truncated")
         return cls(kind, fingerprint, parts[2])
 
     def matches(self, text: str) -> bool:
-        """Constant-time comparison with a presented key."""
+        """Whether ``text`` is this key; the comparison takes the same time wherever they differ."""
         return hmac.compare_digest(str(self).encode(), text.strip().encode())
 
 
@@ -76,6 +95,7 @@ def _path(data: DataDir, kind: KeyKind) -> Path:
 
 
 def load_key(data: DataDir, kind: KeyKind) -> AccessKey:
+    """The key of ``kind`` stored in ``data``."""
     return AccessKey.parse(_path(data, kind).read_text(), kind)
 
 

@@ -48,13 +48,18 @@ def ensure_token_keys(data: DataDir) -> bool:
 
 
 def rotate_token_keys(data: DataDir) -> str:
-    """Add a new signing key (kept with the previous one); returns its kid."""
+    """Add a new signing key; returns its kid.
+
+    The previous key stays (verifiers accept tokens it signed until they
+    expire); older ones are dropped, ``KEEP_KEYS`` in all.
+    """
     key = _as_dict(_new_key())
     _write(data, [*_read(data), key][-KEEP_KEYS:])
     return str(key["kid"])
 
 
 def load_private_keys(data: DataDir) -> KeySet:
+    """Every signing key, private halves included (the token endpoint's)."""
     return KeySet.import_key_set({"keys": _read(data)})
 
 
@@ -63,12 +68,25 @@ def signing_key(data: DataDir) -> ECKey:
     return ECKey.import_key(_read(data)[-1])
 
 
+def _public(raw: dict[str, Any]) -> dict[str, Any]:
+    # Only the standard public members: x/y of the curve point, never "d".
+    return {
+        "kty": "EC",
+        "crv": raw["crv"],
+        "x": raw["x"],
+        "y": raw["y"],
+        "kid": raw["kid"],
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
+
+
 def public_jwks(data: DataDir) -> dict[str, Any]:
-    """The public JWKS (what ``/.well-known/jwks.json`` publishes)."""
-    public = []
-    for raw in _read(data):
-        key = ECKey.import_key(raw)
-        d: dict[str, Any] = dict(key.as_dict(private=False))
-        d.update({"kid": raw["kid"], "alg": ALGORITHM, "use": "sig"})
-        public.append(d)
-    return {"keys": public}
+    """The public JWKS (what ``/.well-known/jwks.json`` publishes), oldest key first."""
+    return {"keys": [_public(raw) for raw in _read(data)]}
+
+
+def public_keys(data: DataDir) -> KeySet:
+    """The public halves of every signing key: what verifiers need and nothing more."""
+    jwks: Any = public_jwks(data)
+    return KeySet.import_key_set(jwks)

@@ -20,13 +20,15 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import parse_scope
-from sm_shared.token_keys import ALGORITHM, load_private_keys, signing_key
+from sm_shared.token_keys import ALGORITHM, public_keys, signing_key
 
 ISSUER: Final = "server-manager"
 AUDIENCE: Final = "server-manager"
-RELOAD_INTERVAL: Final = 5.0
+ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 # Verified tokens are remembered until they expire: a client reuses one token
-# for many requests, and an ES256 signature check costs ~100 µs.
+# for many requests, and an ES256 signature check costs ~100 µs. A remembered
+# token stays accepted until its ``exp`` even if its key is rotated out meanwhile
+# (tokens are short-lived; the token endpoint's TTL bounds that window).
 CACHE_SIZE: Final = 4096
 
 
@@ -36,6 +38,8 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class Claims:
+    """The verified claims of an access token."""
+
     subject: str
     client_id: str
     scopes: frozenset[str]
@@ -55,30 +59,44 @@ _REGISTRY = JWTClaimsRegistry(
 
 
 class TokenVerifier:
-    """Verifies access tokens against the keys in a data directory.
+    """Verifies access tokens against the public keys in a data directory.
 
-    An unknown ``kid`` re-reads the key file (at most every few seconds), so a
-    key rotated by ``smctl keys rotate`` is picked up without a restart.
+    A token naming an unknown ``kid`` makes the verifier look at the key file:
+    when it changed (``smctl keys rotate`` replaces it), the keys are re-read,
+    so a rotation is picked up at once without a restart; an unchanged file
+    costs one ``stat`` and is not re-read, so unknown kids cannot make every
+    request parse the file.
     """
 
     def __init__(self, data: DataDir) -> None:
         self._data = data
-        self._keys: KeySet = load_private_keys(data)
-        self._loaded_at = time.monotonic()
+        self._stamp = self._file_stamp()
+        self._keys: KeySet = public_keys(data)
         self._verified: dict[str, Claims] = {}
 
-    def _known_kids(self) -> set[str]:
-        return {str(k.kid) for k in self._keys.keys}
+    @property
+    def keys(self) -> KeySet:
+        """The public keys tokens are checked against (no private halves)."""
+        return self._keys
 
-    def _maybe_reload(self, kid: str | None) -> None:
-        if kid in self._known_kids():
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._data.token_keys.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _reload_if_changed(self, kid: object) -> None:
+        if kid in {str(k.kid) for k in self._keys.keys}:
             return
-        if time.monotonic() - self._loaded_at < RELOAD_INTERVAL:
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
             return
-        self._keys = load_private_keys(self._data)
-        self._loaded_at = time.monotonic()
+        self._keys = public_keys(self._data)
+        self._stamp = stamp
 
     def verify(self, token: str) -> Claims:
+        """The claims of ``token``; raises :class:`InvalidToken` for anything else."""
         cached = self._verified.get(token)
         if cached is not None:
             if cached.raw["exp"] > time.time():
@@ -94,20 +112,25 @@ class TokenVerifier:
     def _verify(self, token: str) -> Claims:
         try:
             header = jws.extract_compact(token.encode()).protected
-            self._maybe_reload(header.get("kid"))
+            self._reload_if_changed(header.get("kid"))
             decoded = jwt.decode(token, self._keys, algorithms=[ALGORITHM])
             _REGISTRY.validate(decoded.claims)
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
+        except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise InvalidToken(str(exc) or type(exc).__name__) from exc
-        if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
-            raise InvalidToken("not an access token")
+        typ = decoded.header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token (typ must be at+jwt)")
         claims = decoded.claims
-        return Claims(
-            subject=str(claims["sub"]),
-            client_id=str(claims.get("client_id", "")),
-            scopes=parse_scope(str(claims.get("scope", ""))),
-            raw=claims,
-        )
+        subject = claims["sub"]
+        client_id = claims.get("client_id", "")
+        scope = claims.get("scope", "")
+        if not isinstance(subject, str) or not subject:
+            raise InvalidToken("sub must be a non-empty string")
+        if not isinstance(client_id, str):
+            raise InvalidToken("client_id must be a string")
+        if not isinstance(scope, str):
+            raise InvalidToken("scope must be a space-separated string")
+        return Claims(subject=subject, client_id=client_id, scopes=parse_scope(scope), raw=claims)
 
 
 def issue_access_token(
