@@ -3,7 +3,7 @@
 Run: ``uv run python bench/api_overhead.py [--seconds 10] [--rounds 3]``
 Each app runs under uvicorn (one worker, no access log) and ``wrk`` (Debian)
 drives it with 32 connections from one thread; rounds alternate the apps and
-the median is reported, with the ratio connexion/starlette.
+the median is reported with its ratio to the bare Starlette baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
 from sm_shared.tokens import issue_access_token
@@ -88,7 +89,11 @@ def main() -> None:
             data, subject="bench", client_id="bench", scopes=["nodes:read"], ttl=3600
         )
         env = {**os.environ, "SM_DATA_DIR": tmp}
-        results: dict[str, list[float]] = {"starlette_app": [], "connexion_app": []}
+        results: dict[str, list[float]] = {
+            "starlette_app": [],
+            "connexion_untuned_app": [],
+            "connexion_app": [],
+        }
         for _ in range(args.rounds):
             for factory in results:
                 port = free_port()
@@ -101,14 +106,10 @@ def main() -> None:
                     proc.terminate()
                     proc.wait()
         base = statistics.median(results["starlette_app"])
-        frame = statistics.median(results["connexion_app"])
-        print(
-            f"starlette+JWT  {base:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in results['starlette_app'])})"
-        )
-        print(
-            f"service frame  {frame:8.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in results['connexion_app'])})"
-        )
-        print(f"ratio frame/starlette: {frame / base:.2f}")
+        for factory, rounds in results.items():
+            rate = statistics.median(rounds)
+            listed = ", ".join(f"{r:.0f}" for r in rounds)
+            print(f"{factory:24} {rate:8.0f} req/s  ratio {rate / base:.2f}  (rounds: {listed})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 ``starlette_app``: a bare Starlette route with the same JWT check (the raw
 baseline). ``connexion_app``: the real service frame (``sm_shared.api_app``)
-with strict request validation, scope enforcement and problem handlers.
+with strict request validation, scope enforcement and problem handlers;
+``connexion_untuned_app``: the same without ``sm_shared.connexion_tuning``.
 Both read the data directory from ``SM_DATA_DIR``.
 """
 
@@ -16,13 +17,15 @@ from typing import Any
 
 import connexion
 from prometheus_client import CollectorRegistry
-from sm_shared.api_app import ServiceState, build_api_app
-from sm_shared.datadir import DataDir
-from sm_shared.tokens import InvalidToken, TokenVerifier
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from sm_shared import connexion_tuning
+from sm_shared.api_app import ServiceState, build_api_app
+from sm_shared.datadir import DataDir
+from sm_shared.tokens import InvalidToken, TokenVerifier
 
 ITEMS = [{"id": f"node-{i}", "name": f"node-{i}", "status": "online"} for i in range(10)]
 
@@ -51,6 +54,12 @@ def starlette_app() -> Starlette:
         return JSONResponse(await ping(limit))
 
     return Starlette(routes=[Route("/api/v1/ping", handler)])
+
+
+def connexion_untuned_app() -> connexion.AsyncApp:
+    """The frame without ``sm_shared.connexion_tuning`` (to measure what it wins)."""
+    connexion_tuning._applied = True  # apply() now returns at once: nothing is patched
+    return connexion_app()
 
 
 def connexion_app() -> connexion.AsyncApp:
