@@ -1,1 +1,16 @@
-"""Server Manager."""
+"""Server Manager node agent.
+
+Installs alone with pip (psutil, websockets, cryptography; no Server Manager
+package). Modules: ``settings`` (TOML file + ``SM_AGENT_`` environment +
+flags), ``trust`` (key parsing and the CA pinned by fingerprint), ``state``
+(what enrollment leaves in the state directory), ``enrollment``, ``facts``,
+``collectors`` (one measurement each), ``heartbeat`` (messages and their
+sequence), ``backoff``, ``link`` (the WebSocket to the gateway).
+"""
+
+__all__ = ["PROTOCOL_VERSIONS", "__version__"]
+
+__version__ = "0.1.0"
+
+# Versions of the agent protocol (openapi/agent-protocol.json) this agent speaks.
+PROTOCOL_VERSIONS: tuple[int, ...] = (1,)

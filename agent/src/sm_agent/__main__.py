@@ -1,0 +1,152 @@
+"""``sm-agent``: enroll this node, then keep it connected.
+
+    sm-agent enroll --server https://core:8101 --key sme1.… [--config PATH] [--state-dir DIR]
+    sm-agent run [--config PATH] [--state-dir DIR]
+
+``run`` enrolls first when the node is not enrolled yet and a key and server
+are configured. Exit status: 0 stopped cleanly (SIGTERM, SIGINT), 1 error,
+2 usage, 3 the core refuses this node's credential (enroll again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from sm_agent import __version__
+from sm_agent.backoff import Backoff
+from sm_agent.collectors import Sampler
+from sm_agent.enrollment import EnrollmentError, enroll
+from sm_agent.facts import boot_id, gather_facts
+from sm_agent.heartbeat import Heartbeats, SequenceNumbers
+from sm_agent.link import CredentialRefused, Link
+from sm_agent.settings import AgentSettings, SettingsError, load_settings, remove_enrollment_key
+from sm_agent.state import StateDir, StateError
+from sm_agent.trust import MalformedKey, TrustError, verified_context
+
+EXIT_ERROR = 1
+EXIT_REFUSED = 3
+
+log = logging.getLogger("sm_agent")
+
+
+class Failure(Exception):
+    """A reason to stop with a message and an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML configuration file")
+    common.add_argument("--state-dir", dest="state_dir", help="where credential and CA are kept")
+    common.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
+    common.add_argument("--server", help="the core's URL, e.g. https://core.example.net:8101")
+    common.add_argument("--key", dest="enrollment_key", help="the enrollment key (sme1.…)")
+
+    parser = argparse.ArgumentParser(prog="sm-agent", description="Server Manager node agent")
+    parser.add_argument("--version", action="version", version=f"sm-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("enroll", parents=[common], help="enroll this node with the core")
+    commands.add_parser("run", parents=[common], help="connect to the core and report")
+    return parser
+
+
+def _forget_key(settings: AgentSettings) -> None:
+    """The enrollment key is no longer needed once the node holds its credential."""
+    if settings.enrollment_key_source == "file":
+        if remove_enrollment_key(settings.config_path):
+            log.info("removed enrollment_key from %s", settings.config_path)
+    elif settings.enrollment_key_source == "env":
+        log.warning("enrolled: remove SM_AGENT_ENROLLMENT_KEY from this node's environment")
+
+
+def _enroll(settings: AgentSettings, state: StateDir) -> None:
+    if not settings.enrollment_key:
+        raise Failure("no enrollment key: pass --key or set enrollment_key in the configuration")
+    if not settings.server:
+        raise Failure("no core URL: pass --server or set server in the configuration")
+    try:
+        identity = enroll(settings.server, settings.enrollment_key, state)
+    except (MalformedKey, TrustError, EnrollmentError, StateError) as exc:
+        raise Failure(f"enrollment failed: {exc}") from exc
+    _forget_key(settings)
+    print(f"enrolled: node {identity.node_id}, gateway {identity.gateway_url}")
+
+
+async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
+    identity = state.identity()
+    gateway_url = settings.gateway_url or identity.gateway_url
+    node_boot = boot_id()
+    link = Link(
+        gateway_url=gateway_url,
+        credential=state.credential(),
+        ssl_context=verified_context(state.ca_file),
+        facts=gather_facts,
+        heartbeats=Heartbeats(
+            node_boot, SequenceNumbers(state.sequence_file, node_boot), Sampler()
+        ),
+        backoff=Backoff(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("node %s: connecting to %s", identity.node_id, gateway_url)
+    try:
+        await link.run(stop)
+    except CredentialRefused as exc:
+        raise Failure(f"{exc}; enroll this node again", EXIT_REFUSED) from exc
+    log.info("stopped after %d heartbeats", link.heartbeats_sent)
+
+
+def _run(settings: AgentSettings, state: StateDir) -> None:
+    if not state.enrolled():
+        if not (settings.enrollment_key and settings.server):
+            raise Failure(
+                f"this node is not enrolled (no credential in {state.root}): run "
+                "'sm-agent enroll --server URL --key KEY' or configure server and enrollment_key"
+            )
+        _enroll(settings, state)
+    elif settings.enrollment_key_source == "file":
+        _forget_key(settings)
+    try:
+        asyncio.run(_hold_link(settings, state))
+    except (StateError, OSError) as exc:
+        raise Failure(str(exc)) from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            {k: v for k, v in vars(args).items() if k != "command" and isinstance(v, str)}
+        )
+    except SettingsError as exc:
+        print(f"sm-agent: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    state = StateDir(settings.state_dir)
+    try:
+        if args.command == "enroll":
+            _enroll(settings, state)
+        else:
+            _run(settings, state)
+    except (Failure, SettingsError) as exc:
+        print(f"sm-agent: {exc}", file=sys.stderr)
+        return exc.status if isinstance(exc, Failure) else EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

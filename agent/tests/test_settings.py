@@ -1,0 +1,126 @@
+"""Configuration: file < SM_AGENT_ environment < flags; the key leaves the file after enrolling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sm_agent.settings import SettingsError, load_settings, remove_enrollment_key
+
+CONFIG = """\
+# the core
+server = "https://from-file:8101"
+enrollment_key = "sme1.file"  # removed after enrolling
+state_dir = "/from/file"
+log_level = "debug"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_file_values(config: Path) -> None:
+    settings = load_settings({"config": str(config)}, env={})
+    assert settings.config_path == config
+    assert settings.server == "https://from-file:8101"
+    assert settings.enrollment_key == "sme1.file"
+    assert settings.enrollment_key_source == "file"
+    assert settings.state_dir == Path("/from/file")
+    assert settings.log_level == "DEBUG"
+    assert settings.gateway_url is None
+
+
+def test_environment_overrides_file_and_flags_override_both(config: Path) -> None:
+    env = {
+        "SM_AGENT_CONFIG": str(config),
+        "SM_AGENT_SERVER": "https://from-env:8101",
+        "SM_AGENT_ENROLLMENT_KEY": "sme1.env",
+        "SM_AGENT_STATE_DIR": "/from/env",
+    }
+    settings = load_settings({"state_dir": "/from/flag", "server": None}, env=env)
+    assert settings.config_path == config
+    assert settings.server == "https://from-env:8101"  # a flag given as None does not count
+    assert settings.enrollment_key == "sme1.env"
+    assert settings.enrollment_key_source == "env"
+    assert settings.state_dir == Path("/from/flag")
+
+    flagged = load_settings({"enrollment_key": "sme1.flag"}, env=env)
+    assert flagged.enrollment_key == "sme1.flag"
+    assert flagged.enrollment_key_source == "flag"
+
+
+def test_config_flag_beats_config_variable(config: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text('server = "https://other"\n')
+    settings = load_settings({"config": str(other)}, env={"SM_AGENT_CONFIG": str(config)})
+    assert settings.server == "https://other"
+
+
+def test_defaults_without_any_file(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_STATE_HOME": str(tmp_path / "st")}
+    settings = load_settings({}, env=env)
+    if os.geteuid() == 0:
+        assert settings.config_path == Path("/etc/sm-agent/agent.toml")
+        assert settings.state_dir == Path("/var/lib/sm-agent")
+    else:
+        assert settings.config_path == tmp_path / "cfg" / "sm-agent" / "agent.toml"
+        assert settings.state_dir == tmp_path / "st" / "sm-agent"
+    assert settings.server is None
+    assert settings.enrollment_key is None
+    assert settings.enrollment_key_source == "default"
+    assert settings.log_level == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('sever = "typo"\n', "unknown setting 'sever'"),
+        ("server = 8101\n", "server must be a string"),
+        ("server = \n", "not valid TOML"),
+        ('log_level = "loud"\n', "log_level must be one of"),
+    ],
+)
+def test_bad_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"config": str(path)}, env={})
+
+
+def test_an_explicit_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings({"config": str(tmp_path / "missing.toml")}, env={})
+
+
+def test_remove_enrollment_key_keeps_everything_else(config: Path) -> None:
+    config.chmod(0o640)
+    assert remove_enrollment_key(config) is True
+    text = config.read_text()
+    assert "enrollment_key" not in text
+    assert text == CONFIG.replace('enrollment_key = "sme1.file"  # removed after enrolling\n', "")
+    assert config.stat().st_mode & 0o777 == 0o640
+    assert load_settings({"config": str(config)}, env={}).enrollment_key is None
+    assert remove_enrollment_key(config) is False
+
+
+def test_remove_enrollment_key_leaves_tables_alone(tmp_path: Path) -> None:
+    # A future table may hold a key of the same name; only the top-level one goes.
+    path = tmp_path / "agent.toml"
+    path.write_text('enrollment_key = "sme1.x"\n[other]\nenrollment_key = "keep"\n')
+    assert remove_enrollment_key(path) is True
+    assert path.read_text() == '[other]\nenrollment_key = "keep"\n'
+
+
+def test_remove_enrollment_key_refuses_layouts_it_cannot_edit(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    original = 'enrollment_key = """\nsme1.x\n"""\n'
+    path.write_text(original)
+    with pytest.raises(SettingsError, match="unexpected layout"):
+        remove_enrollment_key(path)
+    assert path.read_text() == original
