@@ -203,3 +203,9 @@ def test_ensure_pki_creates_nothing_twice(data_dir: DataDir) -> None:
     before = {p: p.read_bytes() for p in (data_dir.ca_cert, data_dir.server_cert)}
     assert ensure_pki(data_dir) is False
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_issue_server_cert_needs_a_name() -> None:
+    ca_pem, ca_key = create_ca()
+    with pytest.raises(ValueError, match="at least one name"):
+        issue_server_cert(ca_pem, ca_key, [])

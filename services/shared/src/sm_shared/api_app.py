@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+import orjson
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import RelativeResolver
@@ -28,9 +29,9 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sm_shared import connexion_tuning
+from sm_shared import connexion_tuning, response_types
 from sm_shared.database import create_database_engine, ping
-from sm_shared.problems import PayloadTooLarge, ProblemError, problem_response, response_for
+from sm_shared.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, ProblemError, response_for
 from sm_shared.settings import CoreSettings
 from sm_shared.tokens import InvalidToken, TokenVerifier
 
@@ -122,7 +123,14 @@ def _security_map(verifier: TokenVerifier) -> dict[str, type]:
 
 
 class _StateAndLimits:
-    """Outermost middleware: injects the service state, limits the body, counts requests."""
+    """Outermost middleware: injects the service state, limits the body, counts requests.
+
+    Bodies are limited both by a declared ``Content-Length`` (refused before a
+    byte is read, and before authentication) and by what actually arrives. A
+    chunked body (no ``Content-Length``) is read here up to the limit and
+    handed on with its length declared: Connexion looks only at
+    ``Content-Length`` and would otherwise treat it as missing.
+    """
 
     def __init__(
         self, app: ASGIApp, *, state: object, max_body: int, requests: Counter, latency: Histogram
@@ -138,27 +146,7 @@ class _StateAndLimits:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["service"] = self.state
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            response = problem_response(
-                413,
-                "Request Entity Too Large",
-                f"request bodies are limited to {self.max_body} bytes",
-            )
-            await response(scope, receive, send)
-            return
-
-        seen = 0
         status = 500
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise PayloadTooLarge(f"request bodies are limited to {self.max_body} bytes")
-            return message
 
         async def counting_send(message: Message) -> None:
             nonlocal status
@@ -168,28 +156,89 @@ class _StateAndLimits:
 
         started = time.perf_counter()
         try:
-            await self.app(scope, limited_receive, counting_send)
+            try:
+                scope, receive = await self._limit_body(scope, receive)
+            except ProblemError as exc:
+                await response_for(exc)(scope, receive, counting_send)
+                return
+            await self.app(scope, receive, counting_send)
         finally:
             self.requests.labels(scope["method"], str(status)).inc()
             self.latency.observe(time.perf_counter() - started)
 
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request bodies are limited to {self.max_body} bytes")
+
+    async def _limit_body(self, scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        lengths = {value.strip() for name, value in headers if name == b"content-length"}
+        if lengths:
+            length = lengths.pop()
+            if lengths or not length.isdigit():
+                raise _BadBody("the Content-Length header is not a single non-negative integer")
+            if int(length) > self.max_body:
+                raise self._too_large()
+            return scope, self._guarded(receive)
+        if not any(name == b"transfer-encoding" for name, _ in headers):
+            return scope, receive  # no body (HTTP/1.1 frames bodies one way or the other)
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the app sees an empty body
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                raise self._too_large()
+            if not message.get("more_body", False):
+                break
+        declared = [(name, value) for name, value in headers if name != b"transfer-encoding"] + [
+            (b"content-length", str(len(body)).encode())
+        ]
+        return {**scope, "headers": declared}, _replay(bytes(body), receive)
+
+    def _guarded(self, receive: Receive) -> Receive:
+        # The server enforces Content-Length; this guards against one that does not.
+        seen = 0
+
+        async def guarded_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise self._too_large()
+            return message
+
+        return guarded_receive
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that yields ``body`` once, then defers to ``receive``."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
 
 def _problem_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, ProblemError)
-    response = response_for(exc)
     return ConnexionResponse(
-        status_code=response.status_code,
-        body=response.body,
-        content_type=response.media_type,
-        headers=dict(response.headers),
+        status_code=exc.status,
+        body=orjson.dumps(exc.to_dict()),
+        content_type=PROBLEM_MEDIA_TYPE,
+        headers=exc.headers(),
     )
 
 
 def _undecodable_body(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    return _problem_handler(
-        request,
-        _BadBody("the request body is not valid UTF-8 JSON"),
-    )
+    # Connexion decodes JSON bodies as UTF-8 and lets the error escape (a 500).
+    return _problem_handler(request, _BadBody("the request body is not valid UTF-8 JSON"))
 
 
 class _BadBody(ProblemError):
@@ -216,6 +265,7 @@ def build_api_app(
             yield
 
     connexion_tuning.apply()
+    response_types.apply()
     app = connexion.AsyncApp(
         name,
         lifespan=app_lifespan,

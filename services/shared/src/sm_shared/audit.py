@@ -7,6 +7,7 @@ consumes this stream. Events are flat string maps (Redis stream fields).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ from sm_shared.streams import AUDIT_STREAM
 
 @dataclass(frozen=True)
 class AuditEvent:
+    """Who (``actor``: a token's ``sub``) did what (``action``, e.g. ``node.update``)
+    to what (``target``, e.g. ``node:<id>``), in which service, when (unix time)."""
+
     actor: str
     action: str
     target: str
@@ -26,24 +30,31 @@ class AuditEvent:
     at: float = field(default_factory=time.time)
 
     def fields(self) -> dict[str, str]:
+        """The event as the flat string map a stream entry holds."""
         return {
             "actor": self.actor,
             "action": self.action,
             "target": self.target,
             "service": self.service,
             "detail": orjson.dumps(self.detail).decode(),
-            "at": f"{self.at:.6f}",
+            # repr is the shortest text that reads back as the same float.
+            "at": repr(self.at),
         }
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> AuditEvent:
+    def from_fields(cls, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> AuditEvent:
+        """The event of a stream entry, as read with or without ``decode_responses``."""
+        text = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in fields.items()
+        }
         return cls(
-            actor=fields["actor"],
-            action=fields["action"],
-            target=fields["target"],
-            service=fields["service"],
-            detail=orjson.loads(fields["detail"]),
-            at=float(fields["at"]),
+            actor=text["actor"],
+            action=text["action"],
+            target=text["target"],
+            service=text["service"],
+            detail=orjson.loads(text["detail"]),
+            at=float(text["at"]),
         )
 
 

@@ -7,6 +7,7 @@ One directory holds everything a core installation keeps: key material
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +93,31 @@ class DataDir:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, readable by its owner only (0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write ``data`` to ``path`` atomically, readable by its owner only (0600).
+
+    The bytes go to a fresh temporary file in the same directory (created 0600
+    whatever the umask, with a unique name so a leftover from a crash cannot
+    lend it its mode), are flushed to disk, then renamed over ``path``: readers
+    see the old content or the new, never a part. A failure leaves ``path`` as
+    it was and removes the temporary file.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"write_private needs bytes, not {type(data).__name__}")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # Make the rename itself durable.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(dir_fd)

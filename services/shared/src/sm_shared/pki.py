@@ -88,6 +88,8 @@ def issue_server_cert(
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     name_list = list(names)
+    if not name_list:
+        raise ValueError("a server certificate needs at least one name")
     for name in name_list:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))

@@ -21,6 +21,14 @@ import orjson
 from starlette.responses import Response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Members every problem has; extension members may not redefine them.
+STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+
+def _check_extensions(extra: dict[str, Any]) -> None:
+    clash = STANDARD_MEMBERS & extra.keys()
+    if clash:
+        raise TypeError(f"problem extension members may not redefine {sorted(clash)}")
 
 
 class ProblemError(Exception):
@@ -30,6 +38,7 @@ class ProblemError(Exception):
     title: ClassVar[str] = "Internal Server Error"
 
     def __init__(self, detail: str, *, type_: str = "about:blank", **extra: Any) -> None:
+        _check_extensions(extra)
         super().__init__(detail)
         self.detail = detail
         self.type = type_
@@ -100,7 +109,8 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """A problem+json response."""
+    """A problem+json response; ``extra`` adds extension members."""
+    _check_extensions(extra)
     body: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
     body.update(extra)
     return Response(
