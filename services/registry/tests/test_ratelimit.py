@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+
 from sm_registry.ratelimit import Backoff, BackoffPolicy
 from sm_shared.problems import TooManyRequests
 from sm_shared.streams import rate_limit_key

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import connexion
-from sm_shared.api_app import create_service_app
-from sm_shared.database import create_database_engine
 
+from sm_registry import accounts, roles  # noqa: F401 (their tables join the metadata)
+from sm_registry.api.oauth import VALIDATION_PROBLEMS, request_problem
 from sm_registry.db import create_tables
 from sm_registry.settings import RegistrySettings
+from sm_shared.api_app import create_service_app
+from sm_shared.database import create_database_engine
 
 
 def create_app(settings: RegistrySettings) -> connexion.AsyncApp:
@@ -17,6 +19,10 @@ def create_app(settings: RegistrySettings) -> connexion.AsyncApp:
         create_tables(engine)
     finally:
         engine.dispose()
-    return create_service_app(
+    app = create_service_app(
         service="registry", settings=settings, database_url=settings.database_url
     )
+    # The token endpoint answers malformed requests the RFC 6749 way, not as problem+json.
+    for problem in VALIDATION_PROBLEMS:
+        app.add_error_handler(problem, request_problem)
+    return app

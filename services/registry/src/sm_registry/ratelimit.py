@@ -37,9 +37,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
+from starlette.datastructures import Address
+
 from sm_shared.problems import TooManyRequests
 from sm_shared.streams import rate_limit_key
-from starlette.datastructures import Address
 
 # KEYS: subject keys. ARGV: free failures, base delay, max delay, forget after (s).
 # Returns the longest wait now imposed (seconds, as a string: Lua numbers lose
