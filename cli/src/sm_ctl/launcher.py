@@ -1,0 +1,377 @@
+"""``smctl up``: everything of one machine, on one data directory, from one command.
+
+Order: key material (first start) → the data-directory lock → Redis (the
+``SM_REDIS_URL`` server, or a private one) → the HTTP APIs (one process), the
+gateway and the background worker → a local agent enrolled with the
+enrollment key (state in ``<data>/agent/``) once the API answers → wait until
+each answers its readiness probe → print the keys and URLs → supervise until
+Ctrl-C, SIGTERM or a child that keeps failing → stop the children, then Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from sm_ctl import lock
+from sm_ctl.keyring import Keys, current_keys
+from sm_ctl.readiness import (
+    NotReady,
+    Probe,
+    http_ready,
+    redis_key_exists,
+    redis_ready,
+    tls_context,
+    wait_until,
+)
+from sm_ctl.redis_server import PrivateRedis
+from sm_ctl.supervisor import Child, ChildSpec, Supervisor, log_tail
+from sm_ctl.worker import HEALTH_CHECK_KEY
+from sm_shared.datadir import DataDir, write_private
+from sm_shared.first_start import initialize
+from sm_shared.streams import presence_key
+
+WILDCARDS = {"", "0.0.0.0", "::"}
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8700
+    names: tuple[str, ...] = ()
+    redis_url: str | None = None
+    agent: bool = True
+    max_restarts: int = 5
+    ready_timeout: float = 60.0
+    grace: float = 10.0
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the core answers: as others should address it, and as ``up`` probes it."""
+
+    api: str
+    gateway: str
+    api_probe: str
+    gateway_probe: str
+
+
+def _url_host(host: str) -> str:
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+def endpoints(options: UpOptions) -> Endpoints:
+    """Listening on every address, the core is advertised by its first name or host name."""
+    if options.host in WILDCARDS:
+        advertised = options.names[0] if options.names else socket.gethostname()
+        local = "::1" if options.host == "::" else "127.0.0.1"
+    else:
+        advertised = local = options.host
+    public, probe = _url_host(advertised), _url_host(local)
+    gateway_port = options.port + 1
+    return Endpoints(
+        api=f"https://{public}:{options.port}",
+        gateway=f"wss://{public}:{gateway_port}/agent/ws",
+        api_probe=f"https://{probe}:{options.port}/readyz",
+        gateway_probe=f"https://{probe}:{gateway_port}/readyz",
+    )
+
+
+def gateway_available() -> bool:
+    """Whether the gateway's server is part of this installation."""
+    return importlib.util.find_spec("sm_gateway.server") is not None
+
+
+def agent_available() -> bool:
+    """Whether the node agent (``python -m sm_agent run``) is part of this installation."""
+    return importlib.util.find_spec("sm_agent.__main__") is not None
+
+
+@dataclass
+class Started:
+    """What ``up`` reports once everything is ready."""
+
+    keys: Keys
+    endpoints: Endpoints
+    data: DataDir
+    redis_url: str
+    private_redis: bool
+    first_start: bool
+    seconds: float
+    children: dict[str, int] = field(default_factory=dict)
+    # (label, text) lines for the banner: the local agent, what is missing.
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class UpFailed(RuntimeError):
+    """``up`` could not start, or a child kept failing; the message says which and why."""
+
+
+Report = Callable[[Started], None]
+Notify = Callable[[str], None]
+
+
+def _smctl(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sm_ctl", *args]
+
+
+def agent_dir(data: DataDir) -> Path:
+    return data.root / "agent"
+
+
+def write_agent_config(data: DataDir, where: Endpoints) -> Path:
+    """The local agent's configuration; the enrollment key only until it has enrolled.
+
+    The agent removes the key from this file once it holds its own credential.
+    """
+    state = agent_dir(data)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = state / "agent.toml"
+    settings = {"server": where.api, "state_dir": str(state)}
+    if not (state / "credential").exists():
+        settings["enrollment_key"] = data.enrollment_key.read_text().strip()
+    text = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+    write_private(config, text.encode())
+    return config
+
+
+class Launch:
+    """One run of ``up``: its children, their probes, and what it reports."""
+
+    def __init__(
+        self, options: UpOptions, supervisor: Supervisor, stop: asyncio.Event, began: float
+    ) -> None:
+        self.options = options
+        self.supervisor = supervisor
+        self.stop = stop
+        self.began = began
+        self.data = DataDir(options.data_dir)
+        self.where = endpoints(options)
+        self.logs = self.data.root / "logs"
+        self.redis_url = options.redis_url or ""
+        self.env: dict[str, str] = {}
+
+    def _alive(self, name: str) -> Callable[[], bool]:
+        def alive() -> bool:
+            process = self.supervisor.children[name].process
+            return process is not None and process.returncode is None
+
+        return alive
+
+    async def _ready(self, child: Child | None, name: str, probe: Probe) -> None:
+        """Wait for ``probe``; UpFailed (with the child's log) when it never succeeds."""
+        alive = self._alive(child.spec.name) if child is not None else (lambda: True)
+        try:
+            await wait_until(name, probe, within=self.options.ready_timeout, alive=alive)
+        except NotReady as exc:
+            if child is None:
+                raise UpFailed(str(exc)) from exc
+            tail = log_tail(child.spec.log)
+            raise UpFailed(f"{exc}\nIts log ({child.spec.log}) ends with:\n{tail}") from exc
+
+    async def start_redis(self) -> bool:
+        """The configured Redis, or a private one; False when stopped meanwhile."""
+        child = None
+        if not self.redis_url:
+            plan = PrivateRedis.plan(self.data.redis_dir, self.logs / "redis.log")
+            plan.prepare()
+            self.redis_url = plan.url
+            spec = ChildSpec("redis", plan.argv(), dict(os.environ), plan.logfile, stop_last=True)
+            child = await self.supervisor.start(spec)
+        ready = self._ready(child, "Redis", redis_ready(self.redis_url))
+        if not await until_stopped(ready, self.stop):
+            return False
+        await _forget_worker_health(self.redis_url)
+        return True
+
+    def _child_env(self) -> dict[str, str]:
+        # The local agent takes its settings from its own file, never from ours.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SM_AGENT_")}
+        env.update(
+            {
+                "SM_DATA_DIR": str(self.data.root),
+                "SM_REDIS_URL": self.redis_url,
+                "SM_GATEWAY_URL": self.where.gateway,
+                "SM_REGISTRY_URL": self.where.api,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def service_specs(self) -> list[ChildSpec]:
+        """The API, worker and gateway processes."""
+        env = self._child_env()
+        options = self.options
+        common = ("--data-dir", str(self.data.root), "--host", options.host)
+        specs = [
+            ChildSpec(
+                "api",
+                _smctl("serve", "api", *common, "--port", str(options.port)),
+                env,
+                self.logs / "api.log",
+            ),
+            ChildSpec(
+                "worker",
+                _smctl("serve", "worker", "--data-dir", str(self.data.root)),
+                env,
+                self.logs / "worker.log",
+            ),
+        ]
+        if gateway_available():
+            specs.append(
+                ChildSpec(
+                    "gateway",
+                    _smctl("serve", "gateway", *common, "--port", str(options.port + 1)),
+                    env,
+                    self.logs / "gateway.log",
+                )
+            )
+        return specs
+
+    def _probe(self, name: str, tls: ssl.SSLContext) -> Probe:
+        if name == "api":
+            return http_ready(self.where.api_probe, tls)
+        if name == "gateway":
+            return http_ready(self.where.gateway_probe, tls)
+        return redis_key_exists(self.redis_url, HEALTH_CHECK_KEY)
+
+    async def start_services(self) -> bool:
+        tls = tls_context(self.data.ca_cert)
+        waits = []
+        for spec in self.service_specs():
+            child = await self.supervisor.start(spec)
+            waits.append(
+                self._ready(child, f"the {spec.name} process", self._probe(spec.name, tls))
+            )
+        return await until_stopped(all_of(waits), self.stop)
+
+    async def start_agent(self) -> tuple[bool, str]:
+        """Enroll and run the local agent; (False, "") when stopped meanwhile."""
+        config = write_agent_config(self.data, self.where)
+        spec = ChildSpec(
+            "agent",
+            [sys.executable, "-m", "sm_agent", "run", "--config", str(config)],
+            self._child_env(),
+            self.logs / "agent.log",
+            essential=False,
+        )
+        child = await self.supervisor.start(spec)
+        node_file = agent_dir(self.data) / "node.json"
+
+        async def enrolled() -> bool:
+            return node_file.exists() and (agent_dir(self.data) / "credential").exists()
+
+        if not await until_stopped(self._ready(child, "the local agent", enrolled), self.stop):
+            return False, ""
+        node_id = str(json.loads(node_file.read_bytes())["node_id"])
+        online = redis_key_exists(self.redis_url, presence_key(node_id))
+        if not await until_stopped(self._ready(child, "the local agent", online), self.stop):
+            return False, ""
+        return True, node_id
+
+    async def run(self, report: Report, first_start: bool) -> None:
+        if not await self.start_redis() or not await self.start_services():
+            return
+        notes: list[tuple[str, str]] = []
+        if self.options.agent and gateway_available() and agent_available():
+            started, node_id = await self.start_agent()
+            if not started:
+                return
+            notes.append(
+                ("Local agent", f"node {node_id} online (state in {agent_dir(self.data)})")
+            )
+        elif not gateway_available():
+            notes.append(("Note", "this installation has no gateway: agents cannot connect"))
+        report(
+            Started(
+                keys=current_keys(self.data),
+                endpoints=self.where,
+                data=self.data,
+                redis_url=self.redis_url,
+                private_redis=self.options.redis_url is None,
+                first_start=first_start,
+                seconds=time.monotonic() - self.began,
+                children={n: c.pid or 0 for n, c in self.supervisor.children.items()},
+                notes=notes,
+            )
+        )
+        failure = await self.supervisor.run(self.stop)
+        if failure is not None:
+            raise UpFailed(failure)
+
+
+async def run_up(options: UpOptions, report: Report, notify: Notify) -> None:
+    """Run the core until Ctrl-C/SIGTERM; raises UpFailed when it cannot start or keep running."""
+    began = time.monotonic()
+    data = DataDir(options.data_dir)
+    first_start = initialize(data, options.names)
+    try:
+        held = lock.claim(data.root)
+    except lock.DataDirInUse as exc:
+        raise UpFailed(str(exc)) from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    supervisor = Supervisor(max_restarts=options.max_restarts, grace=options.grace, notify=notify)
+    try:
+        await Launch(options, supervisor, stop, began).run(report, first_start)
+    finally:
+        await supervisor.stop()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        held.close()
+
+
+async def until_stopped(awaitable: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await ``awaitable`` unless ``stop`` is set first; True when it completed."""
+    work = asyncio.ensure_future(awaitable)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if work in done:
+        stopper.cancel()
+        work.result()
+        return True
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    return False
+
+
+async def all_of(waits: Sequence[Awaitable[None]]) -> None:
+    """Await all; the first failure cancels the rest and is raised."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _forget_worker_health(redis_url: str) -> None:
+    """A worker killed earlier may have left its health key; readiness must see a fresh one."""
+    client = Redis.from_url(redis_url)
+    try:
+        await client.delete(HEALTH_CHECK_KEY)
+    finally:
+        await client.aclose()
