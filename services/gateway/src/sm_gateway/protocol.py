@@ -1,0 +1,124 @@
+"""The agent protocol as the gateway applies it (contract: ``openapi/agent-protocol.json``).
+
+Every incoming message is decoded with orjson and checked by a validator
+compiled once per message type with fastjsonschema; a violation becomes a
+:class:`ProtocolError` carrying the close code the contract assigns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Final
+
+import fastjsonschema
+import orjson
+
+from sm_shared.api_app import spec_path
+
+SCHEMA_NAME: Final = "agent-protocol.json"
+# Versions this gateway speaks, oldest first.
+SUPPORTED_VERSIONS: Final[tuple[int, ...]] = (1,)
+AGENT_MESSAGE_TYPES: Final = ("hello", "heartbeat")
+GATEWAY_MESSAGE_TYPES: Final = ("welcome",)
+MAX_REASON_BYTES: Final = 123  # RFC 6455: a close reason fits in a control frame
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes of the protocol (``x-close-codes`` in the schema)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    UNSUPPORTED_VERSION = 4001
+    REVOKED = 4003
+    REPLACED = 4004
+
+
+class ProtocolError(Exception):
+    """A message that ends the connection with ``code``."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    @property
+    def close_reason(self) -> str:
+        return self.reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def load_schema(path: Path | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = orjson.loads(
+        (path or spec_path("sm_gateway", SCHEMA_NAME)).read_bytes()
+    )
+    return schema
+
+
+class Protocol:
+    """Decoding and validation of agent messages; encoding of gateway messages."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        definitions = schema["definitions"]
+        self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
+        self._validators: dict[str, Callable[[Any], Any]] = {
+            name: fastjsonschema.compile(
+                {"definitions": definitions, "$ref": f"#/definitions/{name}"}
+            )
+            for name in (*AGENT_MESSAGE_TYPES, *GATEWAY_MESSAGE_TYPES)
+        }
+
+    @classmethod
+    def load(cls) -> Protocol:
+        return cls(load_schema())
+
+    def decode(self, raw: str | bytes) -> dict[str, Any]:
+        """An agent message, validated; ProtocolError otherwise."""
+        if isinstance(raw, bytes):
+            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
+        if not isinstance(message, dict):
+            raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
+        kind = message.get("type")
+        if kind not in AGENT_MESSAGE_TYPES:
+            raise ProtocolError(
+                CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}"
+            )
+        self.validate(kind, message)
+        return message
+
+    def validate(self, kind: str, message: dict[str, Any]) -> None:
+        try:
+            self._validators[kind](message)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
+
+    def negotiate(self, hello: dict[str, Any]) -> int:
+        """The highest version both sides speak; ProtocolError(4001) when none."""
+        shared: set[int] = set(SUPPORTED_VERSIONS).intersection(hello["versions"])
+        if not shared:
+            spoken = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+            raise ProtocolError(
+                CloseCode.UNSUPPORTED_VERSION,
+                f"unsupported protocol version; gateway speaks {spoken}",
+            )
+        return max(shared)
+
+    def welcome(self, version: int, node_id: str, heartbeat_interval: float) -> str:
+        message = {
+            "v": version,
+            "type": "welcome",
+            "node_id": node_id,
+            "heartbeat_interval": heartbeat_interval,
+        }
+        # What the gateway sends obeys the contract as strictly as what it receives.
+        self.validate("welcome", message)
+        return orjson.dumps(message).decode()
