@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from starlette.testclient import TestClient
+
 from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import SERVICES_SCOPES, TOKEN_PATH
 from sm_shared.access_keys import KeyKind, load_key
@@ -16,7 +18,6 @@ from sm_shared.api_app import spec_path
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import ALL_SCOPES, BUILTIN_ROLES, SERVICE
 from sm_shared.tokens import TokenVerifier, issue_access_token
-from starlette.testclient import TestClient
 
 ADMIN_SCOPES = " ".join(sorted(BUILTIN_ROLES["admin"]))
 # Authlib issues tokens over HTTPS (or to loopback) only; the registry listens with TLS.
@@ -44,7 +45,9 @@ def admin_form(secret: str) -> dict[str, str]:
     return {"grant_type": "client_credentials", "client_id": "sm-admin", "client_secret": secret}
 
 
-def bearer(data_dir: DataDir, scopes: tuple[str, ...] = ("admin",), sub: str = "root") -> dict[str, str]:
+def bearer(
+    data_dir: DataDir, scopes: tuple[str, ...] = ("admin",), sub: str = "root"
+) -> dict[str, str]:
     token = issue_access_token(data_dir, subject=sub, client_id="sm-admin", scopes=scopes, ttl=300)
     return {"Authorization": f"Bearer {token}"}
 
@@ -126,7 +129,9 @@ def test_access_token_ttl_comes_from_settings(data_dir: DataDir, redis_url: str)
 
 def test_wrong_secret_is_invalid_client(client: TestClient, data_dir: DataDir) -> None:
     wrong = secret_key(data_dir)[:-4] + "AAAA"
-    body = assert_oauth_error(client.post(TOKEN_PATH, data=admin_form(wrong)), 401, "invalid_client")
+    body = assert_oauth_error(
+        client.post(TOKEN_PATH, data=admin_form(wrong)), 401, "invalid_client"
+    )
     assert "secret" in body["error_description"]
 
 
@@ -140,11 +145,17 @@ def test_unknown_client_is_invalid_client(client: TestClient, data_dir: DataDir)
 def test_the_enrollment_key_obtains_no_token(client: TestClient, data_dir: DataDir) -> None:
     enrollment = str(load_key(data_dir, KeyKind.ENROLLMENT))
     for client_id in ("sm-admin", "sm-services", "sm-enroll", "sm-client"):
-        form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": enrollment}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": enrollment,
+        }
         assert_oauth_error(client.post(TOKEN_PATH, data=form), 401, "invalid_client")
     basic = base64.b64encode(f"sm-admin:{enrollment}".encode()).decode()
     response = client.post(
-        TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+        TOKEN_PATH,
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
     )
     assert_oauth_error(response, 401, "invalid_client")
     # Nor as a user's password.
@@ -176,7 +187,12 @@ def test_services_client_gets_the_services_scopes(client: TestClient, data_dir: 
     claims = TokenVerifier(data_dir).verify(response.json()["access_token"])
     assert claims.scopes == SERVICES_SCOPES
     assert claims.scopes == {
-        "service", "nodes:read", "nodes:write", "metrics:read", "commands:read", "audit:read"
+        "service",
+        "nodes:read",
+        "nodes:write",
+        "metrics:read",
+        "commands:read",
+        "audit:read",
     }
     assert claims.subject == "sm-services"
     # The secret key is not the services' secret.
@@ -194,7 +210,9 @@ def test_scope_narrows_the_token(client: TestClient, data_dir: DataDir) -> None:
     claims = TokenVerifier(data_dir).verify(body["access_token"])
     assert claims.scopes == {"nodes:read", "metrics:read"}
     # A narrowed token is refused where the dropped scope is needed.
-    denied = client.get("/api/v1/users", headers={"Authorization": f"Bearer {body['access_token']}"})
+    denied = client.get(
+        "/api/v1/users", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert denied.status_code == 403
 
 
@@ -225,7 +243,9 @@ def test_user_token_carries_exactly_the_role_scopes(
 
 def test_user_may_narrow_but_not_widen(client: TestClient, data_dir: DataDir) -> None:
     create_user(client, data_dir, "vera", "viewer")
-    narrowed = client.post(TOKEN_PATH, data=password_form("vera", "vera-password", scope="nodes:read"))
+    narrowed = client.post(
+        TOKEN_PATH, data=password_form("vera", "vera-password", scope="nodes:read")
+    )
     assert narrowed.json()["scope"] == "nodes:read"
     widened = client.post(TOKEN_PATH, data=password_form("vera", "vera-password", scope="admin"))
     assert_oauth_error(widened, 400, "invalid_scope")
@@ -236,10 +256,14 @@ def test_wrong_password_and_unknown_user_look_the_same(
 ) -> None:
     create_user(client, data_dir, "alice", "viewer")
     wrong = assert_oauth_error(
-        client.post(TOKEN_PATH, data=password_form("alice", "not-her-password")), 400, "invalid_grant"
+        client.post(TOKEN_PATH, data=password_form("alice", "not-her-password")),
+        400,
+        "invalid_grant",
     )
     unknown = assert_oauth_error(
-        client.post(TOKEN_PATH, data=password_form("nobody", "whatever-password")), 400, "invalid_grant"
+        client.post(TOKEN_PATH, data=password_form("nobody", "whatever-password")),
+        400,
+        "invalid_grant",
     )
     assert wrong == unknown
 
@@ -267,8 +291,12 @@ def test_disabled_and_deleted_users_get_no_token(client: TestClient, data_dir: D
 def test_password_grant_needs_the_user_client(client: TestClient, data_dir: DataDir) -> None:
     create_user(client, data_dir, "alice", "viewer")
     # A confidential client may not use the password grant.
-    form = {**admin_form(secret_key(data_dir)), "grant_type": "password", "username": "alice",
-            "password": "alice-password"}
+    form = {
+        **admin_form(secret_key(data_dir)),
+        "grant_type": "password",
+        "username": "alice",
+        "password": "alice-password",
+    }
     assert_oauth_error(client.post(TOKEN_PATH, data=form), 400, "unauthorized_client")
     # The public client has no secret: it cannot use client credentials.
     form = {"grant_type": "client_credentials", "client_id": "sm-client"}
@@ -296,12 +324,16 @@ def test_malformed_requests_are_rfc6749_errors(client: TestClient, data_dir: Dat
         "unsupported_grant_type",
     )
     unknown = assert_oauth_error(
-        client.post(TOKEN_PATH, data={**admin_form(secret), "colour": "blue"}), 400, "invalid_request"
+        client.post(TOKEN_PATH, data={**admin_form(secret), "colour": "blue"}),
+        400,
+        "invalid_request",
     )
     assert "colour" in unknown["error_description"]
     assert_oauth_error(client.post(TOKEN_PATH, json=admin_form(secret)), 400, "invalid_request")
     too_long = assert_oauth_error(
-        client.post(TOKEN_PATH, data={**admin_form(secret), "scope": "x" * 600}), 400, "invalid_request"
+        client.post(TOKEN_PATH, data={**admin_form(secret), "scope": "x" * 600}),
+        400,
+        "invalid_request",
     )
     assert "scope" in too_long["error_description"]
 
@@ -361,7 +393,11 @@ def test_failed_attempts_back_off_exponentially(client: TestClient, data_dir: Da
 def test_backoff_counts_per_address_across_clients(client: TestClient) -> None:
     # Six different client ids from one address: the address is what slows down.
     for n in range(6):
-        form = {"grant_type": "client_credentials", "client_id": f"guess-{n}", "client_secret": "x" * 40}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": f"guess-{n}",
+            "client_secret": "x" * 40,
+        }
         assert_oauth_error(client.post(TOKEN_PATH, data=form), 401, "invalid_client")
     form = {"grant_type": "client_credentials", "client_id": "guess-new", "client_secret": "x" * 40}
     assert_oauth_error(client.post(TOKEN_PATH, data=form), 429, "slow_down")
@@ -371,7 +407,9 @@ def test_wrong_passwords_back_off_per_user(client: TestClient, data_dir: DataDir
     create_user(client, data_dir, "alice", "viewer")
     for _ in range(6):
         assert_oauth_error(
-            client.post(TOKEN_PATH, data=password_form("alice", "guess-password")), 400, "invalid_grant"
+            client.post(TOKEN_PATH, data=password_form("alice", "guess-password")),
+            400,
+            "invalid_grant",
         )
     blocked = client.post(TOKEN_PATH, data=password_form("alice", "alice-password"))
     assert_oauth_error(blocked, 429, "slow_down")

@@ -133,7 +133,7 @@ def _holders(session: Session, name: str) -> dict[str, int]:
                     select(func.count()).select_from(table).where(fk.parent == name)
                 )
                 if count:
-                    counts[table.name] = int(count)
+                    counts[str(table.name)] = int(count)
     return counts
 
 

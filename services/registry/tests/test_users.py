@@ -1,0 +1,368 @@
+"""Users: admin management, own password changes, audit events; real Redis and SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from sm_registry import RegistrySettings, create_app
+from sm_registry.oauth import TOKEN_PATH
+from sm_shared.audit import AuditEvent
+from sm_shared.datadir import DataDir
+from sm_shared.streams import AUDIT_STREAM
+from sm_shared.tokens import issue_access_token
+
+USERS = "/api/v1/users"
+
+
+@pytest.fixture
+def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
+    settings = RegistrySettings(
+        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
+    )
+    with create_app(settings).test_client(base_url="https://testserver") as test_client:
+        yield test_client
+
+
+def bearer(
+    data_dir: DataDir,
+    scopes: tuple[str, ...] = ("admin",),
+    sub: str = "root",
+    client_id: str = "sm-admin",
+) -> dict[str, str]:
+    token = issue_access_token(data_dir, subject=sub, client_id=client_id, scopes=scopes, ttl=300)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def audit_events(redis_url: str) -> list[AuditEvent]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [
+            AuditEvent.from_fields(fields)
+            for _, fields in cast(list[tuple[str, dict[str, str]]], client.xrange(AUDIT_STREAM))
+        ]
+    finally:
+        client.close()
+
+
+def user_token(client: TestClient, username: str, password: str) -> dict[str, str]:
+    response = client.post(
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "sm-client",
+            "username": username,
+            "password": password,
+        },
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def assert_problem(response: Any, status: int, *words: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    for word in words:
+        assert word in body["detail"], body
+    return body
+
+
+def test_user_lifecycle_with_audit(client: TestClient, data_dir: DataDir, redis_url: str) -> None:
+    admin = bearer(data_dir, sub="root")
+    created = client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "operator"},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    user = created.json()
+    assert user["username"] == "alice"
+    assert user["role"] == "operator"
+    assert user["disabled"] is False
+    assert "password" not in created.text
+
+    assert client.get(f"{USERS}/alice", headers=admin).json() == user
+    client.post(
+        USERS, json={"username": "bob", "password": "bob-password", "role": "viewer"}, headers=admin
+    )
+    listed = client.get(USERS, headers=admin).json()
+    assert [u["username"] for u in listed["items"]] == ["alice", "bob"]
+    assert listed["total"] == 2
+
+    changed = client.patch(f"{USERS}/alice", json={"role": "viewer"}, headers=admin).json()
+    assert changed["role"] == "viewer"
+    assert changed["updated_at"] >= user["updated_at"]
+    disabled = client.patch(f"{USERS}/alice", json={"disabled": True}, headers=admin).json()
+    assert disabled["disabled"] is True
+    assert client.get(f"{USERS}/alice", headers=admin).json()["disabled"] is True
+
+    assert client.delete(f"{USERS}/alice", headers=admin).status_code == 204
+    assert_problem(client.get(f"{USERS}/alice", headers=admin), 404, "alice")
+    assert_problem(client.delete(f"{USERS}/alice", headers=admin), 404)
+    assert_problem(client.patch(f"{USERS}/alice", json={"disabled": False}, headers=admin), 404)
+
+    events = [(e.actor, e.action, e.target, e.detail) for e in audit_events(redis_url)]
+    assert events == [
+        ("root", "user.create", "user:alice", {"role": "operator"}),
+        ("root", "user.create", "user:bob", {"role": "viewer"}),
+        ("root", "user.update", "user:alice", {"role": "viewer"}),
+        ("root", "user.update", "user:alice", {"disabled": True}),
+        ("root", "user.delete", "user:alice", {}),
+    ]
+    assert all(e.service == "registry" for e in audit_events(redis_url))
+
+
+def test_passwords_are_stored_as_argon2id_hashes(client: TestClient, data_dir: DataDir) -> None:
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    with sqlite3.connect(data_dir.database("registry")) as db:
+        (stored,) = db.execute("SELECT password_hash FROM users WHERE username='alice'").fetchone()
+    assert stored.startswith("$argon2id$")
+    assert "alice-password" not in stored
+
+
+def test_viewer_and_operator_tokens_cannot_manage_users(
+    client: TestClient, data_dir: DataDir
+) -> None:
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    for role_scopes in (
+        ("nodes:read", "metrics:read", "commands:read"),
+        ("nodes:read", "nodes:write", "commands:run", "audit:read"),
+    ):
+        headers = bearer(data_dir, role_scopes)
+        body = {"username": "mallory", "password": "mallory-password", "role": "admin"}
+        assert client.post(USERS, json=body, headers=headers).status_code == 403
+        assert client.get(USERS, headers=headers).status_code == 403
+        assert (
+            client.patch(f"{USERS}/alice", json={"role": "admin"}, headers=headers).status_code
+            == 403
+        )
+        assert client.delete(f"{USERS}/alice", headers=headers).status_code == 403
+    # A real viewer token from the password grant, too.
+    viewer = user_token(client, "alice", "alice-password")
+    assert client.patch(f"{USERS}/alice", json={"role": "admin"}, headers=viewer).status_code == 403
+    assert client.get(USERS).status_code == 401
+    assert client.get(USERS, headers={"Authorization": "Bearer nonsense"}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            {"username": "alice", "password": "alice-password", "role": "viewer", "admin": True},
+            ["admin"],
+        ),
+        ({"username": "alice", "password": 12345678, "role": "viewer"}, ["12345678", "string"]),
+        ({"username": "Alice!", "password": "alice-password", "role": "viewer"}, ["Alice!"]),
+        ({"username": "alice", "password": "short", "role": "viewer"}, ["short"]),
+        ({"username": "alice", "role": "viewer"}, ["password"]),
+        ({"username": "alice", "password": "alice-password", "role": "overlord"}, ["overlord"]),
+        ({"username": "me", "password": "alice-password", "role": "viewer"}, ["reserved"]),
+        ({"username": "sm-admin", "password": "alice-password", "role": "viewer"}, ["reserved"]),
+    ],
+)
+def test_bad_user_input_is_a_precise_problem(
+    client: TestClient, data_dir: DataDir, redis_url: str, body: dict[str, Any], words: list[str]
+) -> None:
+    response = client.post(USERS, json=body, headers=bearer(data_dir))
+    assert_problem(response, 400, *words)
+    assert client.get(USERS, headers=bearer(data_dir)).json()["total"] == 0
+    assert audit_events(redis_url) == []
+
+
+def test_bad_updates(client: TestClient, data_dir: DataDir) -> None:
+    admin = bearer(data_dir)
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=admin,
+    )
+    assert_problem(client.patch(f"{USERS}/alice", json={}, headers=admin), 400)
+    assert_problem(
+        client.patch(f"{USERS}/alice", json={"disabled": "yes"}, headers=admin), 400, "yes"
+    )
+    assert_problem(
+        client.patch(f"{USERS}/alice", json={"password": "x" * 10}, headers=admin), 400, "password"
+    )
+    assert_problem(
+        client.patch(f"{USERS}/alice", json={"role": "overlord"}, headers=admin), 400, "overlord"
+    )
+    assert client.get(f"{USERS}/alice", headers=admin).json()["role"] == "viewer"
+
+
+def test_duplicate_names_conflict(client: TestClient, data_dir: DataDir) -> None:
+    admin = bearer(data_dir)
+    body = {"username": "alice", "password": "alice-password", "role": "viewer"}
+    assert client.post(USERS, json=body, headers=admin).status_code == 201
+    assert_problem(client.post(USERS, json=body, headers=admin), 409, "alice")
+    # Users and service clients share one namespace.
+    created = client.post(
+        "/api/v1/clients", json={"client_id": "backup", "role": "viewer"}, headers=admin
+    )
+    assert created.status_code == 201
+    assert_problem(
+        client.post(USERS, json={**body, "username": "backup"}, headers=admin),
+        409,
+        "service client",
+    )
+
+
+def test_change_own_password(client: TestClient, data_dir: DataDir, redis_url: str) -> None:
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    alice = user_token(client, "alice", "alice-password")
+    response = client.post(
+        f"{USERS}/me/password",
+        json={"current_password": "alice-password", "new_password": "a-better-password"},
+        headers=alice,
+    )
+    assert response.status_code == 204, response.text
+    refused = client.post(
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "sm-client",
+            "username": "alice",
+            "password": "alice-password",
+        },
+    )
+    assert refused.json()["error"] == "invalid_grant"
+    user_token(client, "alice", "a-better-password")
+    assert audit_events(redis_url)[-1].action == "user.password"
+    assert audit_events(redis_url)[-1].actor == "alice"
+
+
+def test_change_own_password_refusals(client: TestClient, data_dir: DataDir) -> None:
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    alice = user_token(client, "alice", "alice-password")
+    path = f"{USERS}/me/password"
+    assert_problem(
+        client.post(
+            path,
+            json={"current_password": "wrong-password", "new_password": "n" * 12},
+            headers=alice,
+        ),
+        403,
+        "current password",
+    )
+    assert_problem(
+        client.post(
+            path,
+            json={"current_password": "alice-password", "new_password": "short"},
+            headers=alice,
+        ),
+        400,
+        "short",
+    )
+    assert_problem(
+        client.post(
+            path,
+            json={
+                "current_password": "alice-password",
+                "new_password": "n" * 12,
+                "username": "bob",
+            },
+            headers=alice,
+        ),
+        400,
+        "username",
+    )
+    # Service clients and the secret key's token have no password.
+    assert_problem(
+        client.post(
+            path, json={"current_password": "x", "new_password": "n" * 12}, headers=bearer(data_dir)
+        ),
+        403,
+        "only users",
+    )
+    # A token of a user who no longer exists.
+    ghost = bearer(data_dir, ("nodes:read",), sub="ghost", client_id="sm-client")
+    assert_problem(
+        client.post(path, json={"current_password": "x", "new_password": "n" * 12}, headers=ghost),
+        404,
+        "ghost",
+    )
+    assert (
+        client.post(path, json={"current_password": "x", "new_password": "n" * 12}).status_code
+        == 401
+    )
+    # Nothing changed.
+    user_token(client, "alice", "alice-password")
+
+
+def test_wrong_current_passwords_back_off(client: TestClient, data_dir: DataDir) -> None:
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    alice = user_token(client, "alice", "alice-password")
+    path = f"{USERS}/me/password"
+    wrong = {"current_password": "wrong-password", "new_password": "n" * 12}
+    for _ in range(6):
+        assert client.post(path, json=wrong, headers=alice).status_code == 403
+    blocked = client.post(
+        path, json={"current_password": "alice-password", "new_password": "n" * 12}, headers=alice
+    )
+    body = assert_problem(blocked, 429, "retry")
+    assert blocked.headers["retry-after"] == "1"
+    assert body["retry_after"] == 1
+
+
+def test_disabled_user_cannot_change_password(client: TestClient, data_dir: DataDir) -> None:
+    admin = bearer(data_dir)
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=admin,
+    )
+    alice = user_token(client, "alice", "alice-password")
+    client.patch(f"{USERS}/alice", json={"disabled": True}, headers=admin)
+    assert_problem(
+        client.post(
+            f"{USERS}/me/password",
+            json={"current_password": "alice-password", "new_password": "n" * 12},
+            headers=alice,
+        ),
+        403,
+        "disabled",
+    )
+
+
+def test_stale_hashes_are_upgraded_on_sign_in(client: TestClient, data_dir: DataDir) -> None:
+    from argon2 import PasswordHasher
+
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("alice-password")
+    with sqlite3.connect(data_dir.database("registry")) as db:
+        db.execute("UPDATE users SET password_hash=? WHERE username='alice'", (weak,))
+    user_token(client, "alice", "alice-password")
+    with sqlite3.connect(data_dir.database("registry")) as db:
+        (stored,) = db.execute("SELECT password_hash FROM users WHERE username='alice'").fetchone()
+    assert stored != weak
+    assert "m=65536,t=3,p=4" in stored
