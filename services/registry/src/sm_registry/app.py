@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import connexion
 
-from sm_registry import accounts, roles  # noqa: F401 (their tables join the metadata)
+from sm_registry import accounts, inventory, roles  # noqa: F401 (their tables join the metadata)
 from sm_registry.api.oauth import VALIDATION_PROBLEMS, request_problem
 from sm_registry.db import create_tables
 from sm_registry.settings import RegistrySettings
