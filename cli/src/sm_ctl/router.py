@@ -11,6 +11,7 @@ lifespan).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -68,6 +69,9 @@ async def running_lifespan(app: ASGIApp, state: dict[str, Any]) -> AsyncIterator
     await to_app.put({"type": "lifespan.startup"})
     started = await reply()
     if started is not None and started["type"] == "lifespan.startup.failed":
+        # The app raises after reporting; collect that so it is not logged as lost.
+        with contextlib.suppress(Exception):
+            await task
         raise LifespanFailed(started.get("message", "startup failed"))
     try:
         yield

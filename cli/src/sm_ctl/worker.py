@@ -1,10 +1,10 @@
 """The background worker: one arq worker process running every service's jobs.
 
-Each service contributes a :class:`JobSet`: its functions (enqueued jobs),
-its cron jobs, and the resources they need (opened on worker start, closed
-on stop, reachable in the job context under the set's name). Today the
-registry contributes its housekeeping; metrics and commands add their sets
-(rollups, retention, command dispatch) to :func:`job_sets` when they have jobs.
+Each contributor brings a :class:`JobSet`: its functions (enqueued jobs), its
+cron jobs, and the resources they need (opened on worker start, closed on
+stop, reachable in the job context under the set's name). Today that is the
+databases' maintenance (:mod:`sm_ctl.maintenance`); metrics and commands add
+their sets (rollups, retention, command dispatch) to :func:`job_sets`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.constants import default_queue_name, health_check_key_suffix
 from arq.cron import CronJob
-from arq.worker import Worker
+from arq.worker import Function, Worker
 
 HEALTH_CHECK_KEY = default_queue_name + health_check_key_suffix
 # How often the worker refreshes its health-check key (readiness and liveness read it).
@@ -43,16 +43,16 @@ class JobSet:
     """
 
     name: str
-    functions: Sequence[Callable[..., Any]] = ()
+    functions: Sequence[Callable[..., Any] | Function] = ()
     cron_jobs: Sequence[CronJob] = ()
     open: Opener | None = None
 
 
 def job_sets() -> list[JobSet]:
-    """Every service's jobs, in the order their resources open."""
-    from sm_ctl.registry_jobs import registry_jobs
+    """Every contributor's jobs, in the order their resources open."""
+    from sm_ctl.maintenance import maintenance_jobs
 
-    return [registry_jobs()]
+    return [maintenance_jobs()]
 
 
 def worker_settings(data_dir: Path, redis_url: str, sets: Sequence[JobSet]) -> dict[str, Any]:
