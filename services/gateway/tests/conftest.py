@@ -184,12 +184,12 @@ StartGateway = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
 
 @pytest.fixture
 def start_gateway(data_dir: DataDir, redis_url: str, registry: Registry) -> StartGateway:
-    """Start another gateway on a free port; keyword arguments override its settings."""
+    """Start another gateway (on a free port unless ``port`` is given); keywords override settings."""
 
     def start(**extra: Any) -> contextlib.AbstractAsyncContextManager[Gateway]:
-        settings = gateway_settings(
-            data_dir, extra.pop("redis_url", redis_url), free_port(), registry, **extra
-        )
+        redis = extra.pop("redis_url", redis_url)
+        port = extra.pop("port", None) or free_port()
+        settings = gateway_settings(data_dir, redis, port, registry, **extra)
         return running_gateway(settings)
 
     return start
