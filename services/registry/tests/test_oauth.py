@@ -346,11 +346,20 @@ def test_authorization_header_problems(client: TestClient, data_dir: DataDir) ->
         headers={"Authorization": f"Basic {basic}"},
     )
     assert_oauth_error(both, 400, "invalid_request")
-    for header in ("Basic %%%", "Basic " + base64.b64encode(b"\xff\xfe").decode(), "Bearer x"):
+    for header in ("Basic %%%", "Basic " + base64.b64encode(b"\xff\xfe").decode(), "Basic eA=="):
         response = client.post(
             TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": header}
         )
         assert_oauth_error(response, 400, "invalid_request")
+    # Another scheme is no client authentication: ignored, the body's credentials count.
+    stray = client.post(
+        TOKEN_PATH, data=admin_form(secret_key(data_dir)), headers={"Authorization": "Bearer x"}
+    )
+    assert stray.status_code == 200, stray.text
+    stray = client.post(
+        TOKEN_PATH, data={"grant_type": "client_credentials"}, headers={"Authorization": "Bearer x"}
+    )
+    assert_oauth_error(stray, 401, "invalid_client")
 
 
 def test_plain_http_is_refused_except_on_loopback(data_dir: DataDir, redis_url: str) -> None:

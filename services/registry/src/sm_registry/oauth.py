@@ -357,7 +357,7 @@ def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
         return None
     kind, _, value = header.partition(" ")
     if kind.lower() != "basic":
-        raise MalformedBasicAuth("only HTTP Basic client authentication is supported")
+        return None  # not a client authentication (e.g. a stray bearer token): ignored
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
