@@ -18,6 +18,7 @@ import contextlib
 import copy
 import importlib
 import importlib.util
+import json
 import os
 import pkgutil
 import re
@@ -43,6 +44,7 @@ import redis
 import typer.main
 import websockets.asyncio.client
 import websockets.asyncio.server
+import websockets.exceptions
 import yaml
 from pydantic_settings import BaseSettings
 
@@ -369,23 +371,39 @@ def ca_context(data: DataDir) -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def registry_process(tmp_path: Path, data: DataDir, redis_url: str) -> Iterator[int]:
-    """``smctl serve registry`` (TLS on, as in the containers) on a free port."""
-    port = free_port()
-    env = {**os.environ, "SM_DATA_DIR": str(data.root), "SM_REDIS_URL": redis_url}
-    log = tmp_path / "registry.log"
-    args = [str(BIN / "smctl"), "serve", "registry", "--host", "127.0.0.1", "--port", str(port)]
-    with running_process(args, log, env) as proc:
+def service_processes(
+    tmp_path: Path, data: DataDir, services: dict[str, dict[str, str]]
+) -> Iterator[dict[str, int]]:
+    """``smctl serve SERVICE`` for each service (TLS on, as in the containers), on free ports.
 
-        def ready() -> bool:
-            try:
-                response = httpx.get(f"https://localhost:{port}/readyz", verify=ca_context(data))
-            except httpx.HTTPError:
-                return False
-            return response.status_code == 200
+    ``services`` maps a service to its extra environment, in which ``{registry}``
+    stands for the registry's port. They start together and are yielded once all are ready.
+    """
+    ports = {service: free_port() for service in services}
+    with contextlib.ExitStack() as stack:
+        started = []
+        for service, extra in services.items():
+            log = tmp_path / f"{service}.log"
+            args = [str(BIN / "smctl"), "serve", service, "--host", "127.0.0.1"]
+            env = {k: v.format(**ports) for k, v in extra.items()}
+            full_env = {**os.environ, "SM_DATA_DIR": str(data.root), **env}
+            proc = stack.enter_context(
+                running_process([*args, "--port", str(ports[service])], log, full_env)
+            )
+            started.append((service, log, proc))
+        for service, log, proc in started:
 
-        wait_for(ready, "smctl serve registry", log, proc, timeout=45)
-        yield port
+            def ready(port: int = ports[service]) -> bool:
+                try:
+                    response = httpx.get(
+                        f"https://localhost:{port}/readyz", verify=ca_context(data)
+                    )
+                except httpx.HTTPError:
+                    return False
+                return response.status_code == 200
+
+            wait_for(ready, f"smctl serve {service}", log, proc, timeout=45)
+        yield ports
 
 
 @contextlib.contextmanager
@@ -419,12 +437,13 @@ def edge_process(tmp_path: Path, data: DataDir, upstreams: dict[str, int]) -> It
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_edge_routes_to_the_registry_and_answers_problems_itself(
     tmp_path: Path, data_dir: DataDir, redis_url: str
 ) -> None:
     with (
-        registry_process(tmp_path, data_dir, redis_url) as registry,
-        edge_process(tmp_path, data_dir, {"registry": registry}) as edge,
+        service_processes(tmp_path, data_dir, {"registry": {"SM_REDIS_URL": redis_url}}) as ports,
+        edge_process(tmp_path, data_dir, ports) as edge,
         # The edge's certificate is verified with the core CA, as agents do.
         httpx.Client(base_url=f"https://localhost:{edge}", verify=ca_context(data_dir)) as client,
     ):
@@ -455,8 +474,56 @@ def test_edge_routes_to_the_registry_and_answers_problems_itself(
         assert big.json()["detail"] == f"request bodies are limited to {body_limit()} bytes"
 
         # The health check of the services image, against the same process.
-        assert healthcheck.check_http(f"https://127.0.0.1:{registry}/readyz")[0]
-    assert not healthcheck.check_http(f"https://127.0.0.1:{registry}/readyz", timeout=1)[0]
+        assert healthcheck.check_http(f"https://127.0.0.1:{ports['registry']}/readyz")[0]
+    assert not healthcheck.check_http(f"https://127.0.0.1:{ports['registry']}/readyz", timeout=1)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)  # two services start: slower on a loaded machine
+async def test_edge_carries_enrollment_and_the_agent_link_to_the_real_services(
+    tmp_path: Path, data_dir: DataDir, redis_url: str
+) -> None:
+    """An agent's first two steps, through the edge: enroll (registry), connect (gateway)."""
+    core = {
+        "registry": {"SM_REDIS_URL": redis_url},
+        "gateway": {"SM_REDIS_URL": redis_url, "SM_REGISTRY_URL": "https://127.0.0.1:{registry}"},
+    }
+    with (
+        service_processes(tmp_path, data_dir, core) as ports,
+        edge_process(tmp_path, data_dir, ports) as edge,
+    ):
+        registry_doc = yaml.safe_load((ROOT / "openapi" / "registry.yaml").read_text())
+        enroll = registry_doc["paths"]["/api/v1/enroll"]["post"]["requestBody"]["content"]
+        body = {
+            **enroll["application/json"]["example"],
+            "key": data_dir.enrollment_key.read_text().strip(),
+        }
+        async with httpx.AsyncClient(
+            base_url=f"https://localhost:{edge}", verify=ca_context(data_dir)
+        ) as client:
+            enrolled = await client.post("/api/v1/enroll", json=body)
+        assert enrolled.status_code == 201, enrolled.text
+        credential = enrolled.json()["credential"]
+
+        url = f"wss://localhost:{edge}/agent/ws"
+        # The gateway's own handshake refusal comes back through the proxy.
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.asyncio.client.connect(url, ssl=ca_context(data_dir)):
+                pass
+        assert refused.value.response.status_code == 401
+
+        protocol = json.loads((ROOT / "openapi" / "agent-protocol.json").read_text())
+        hello = protocol["definitions"]["hello"]["examples"][0]
+        async with websockets.asyncio.client.connect(
+            url,
+            ssl=ca_context(data_dir),
+            additional_headers={"Authorization": f"Bearer {credential}"},
+        ) as link:
+            await link.send(json.dumps(hello))
+            welcome = json.loads(await asyncio.wait_for(link.recv(), 10))
+        assert welcome["type"] == "welcome", welcome
+        # The services image's health check reads the gateway's readiness too.
+        assert healthcheck.check_http(f"https://127.0.0.1:{ports['gateway']}/readyz")[0]
 
 
 async def test_edge_passes_websocket_upgrades_to_the_gateway(
@@ -699,6 +766,39 @@ def test_every_sm_variable_named_is_read_by_the_code() -> None:
         if sm_variables_in(text) - known
     }
     assert not unknown, f"variables no Settings class or smctl option reads: {unknown}"
+
+
+def env_values(resources: list[dict[str, Any]]) -> dict[str, str]:
+    """Every environment value the compose file and the rendered base give, by a readable name."""
+    values: dict[str, str] = {}
+    for name, spec in compose()["services"].items():
+        for key, value in (spec.get("environment") or {}).items():
+            values[f"compose {name} {key}"] = str(value)
+    for resource in resources:
+        if resource["kind"] == "ConfigMap":
+            for key, value in resource["data"].items():
+                values[f"k8s configmap {key}"] = value
+    for name, _, container in workload_containers(resources):
+        for entry in container.get("env", []):
+            values[f"k8s {name} {entry['name']}"] = entry["value"]
+    return values
+
+
+def test_service_urls_name_a_service_at_its_port(rendered_base: list[dict[str, Any]]) -> None:
+    urls = {
+        where: match
+        for where, value in env_values(rendered_base).items()
+        if (match := re.match(r"(\w+)://([\w.-]+):(\d+)", value))
+    }
+    checked = 0
+    for where, match in urls.items():
+        scheme, host, port = match.groups()
+        if host == "redis":
+            assert (scheme, port) == ("redis", "6379"), where
+        elif host in PORTS:
+            assert (scheme, int(port)) == ("https", PORTS[host]), where
+            checked += 1
+    assert checked >= 2  # the gateway's SM_REGISTRY_URL in compose and in k8s
 
 
 def test_ports_are_the_default_ports() -> None:
