@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 
 from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import TOKEN_PATH
+from sm_registry.passwords import hash_password, needs_rehash, verify_nothing, verify_password
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
 from sm_shared.streams import AUDIT_STREAM
@@ -366,3 +368,48 @@ def test_stale_hashes_are_upgraded_on_sign_in(client: TestClient, data_dir: Data
         (stored,) = db.execute("SELECT password_hash FROM users WHERE username='alice'").fetchone()
     assert stored != weak
     assert "m=65536,t=3,p=4" in stored
+
+
+def test_unknown_users_cost_as_much_as_wrong_passwords(
+    client: TestClient, data_dir: DataDir
+) -> None:
+    # The answer time must not tell whether a user name exists (dummy argon2 verify).
+    client.post(
+        USERS,
+        json={"username": "alice", "password": "alice-password", "role": "viewer"},
+        headers=bearer(data_dir),
+    )
+
+    def median_seconds(username: str) -> float:
+        times = []
+        for n in range(3):
+            started = time.perf_counter()
+            response = client.post(
+                TOKEN_PATH,
+                data={
+                    "grant_type": "password",
+                    "client_id": "sm-client",
+                    "username": username,
+                    "password": f"wrong-{n}-password",
+                },
+            )
+            times.append(time.perf_counter() - started)
+            assert response.json()["error"] == "invalid_grant"
+        return sorted(times)[1]
+
+    known = median_seconds("alice")
+    unknown = median_seconds("nobody")
+    assert known > 0.02  # a real argon2 verification ran
+    assert 0.4 < unknown / known < 2.5
+
+
+def test_password_hashes() -> None:
+    stored = hash_password("correct horse")
+    assert stored.startswith("$argon2id$")
+    assert stored != hash_password("correct horse")  # salted
+    assert verify_password(stored, "correct horse")
+    assert not verify_password(stored, "correct horsE")
+    assert not verify_password("not a hash", "correct horse")
+    assert not verify_nothing("correct horse")
+    assert not needs_rehash(stored)
+    assert needs_rehash("not a hash")
