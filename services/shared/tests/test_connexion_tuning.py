@@ -131,3 +131,24 @@ def test_scopes_still_enforced_after_warm_up(client, data_dir: DataDir) -> None:
     )
     response = client.get("/items/a", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+def test_orjson_jsonifier_encodes_like_connexion() -> None:
+    import datetime as dt
+    import json
+    import uuid
+    from decimal import Decimal
+
+    jsonifier = connexion_tuning.OrjsonJsonifier()
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    ident = uuid.UUID(int=7)
+    text = jsonifier.dumps({"a": [1, 2.5, None, "é"], "t": when, "u": ident, "d": Decimal("1.10")})
+    assert text.endswith("\n")
+    assert json.loads(text) == {
+        "a": [1, 2.5, None, "é"],
+        "t": "2026-01-02T03:04:05+00:00",
+        "u": str(ident),
+        "d": "1.10",
+    }
+    with pytest.raises(TypeError):
+        jsonifier.dumps({"x": object()})

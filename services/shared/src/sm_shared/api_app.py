@@ -270,6 +270,7 @@ def build_api_app(
         name,
         lifespan=app_lifespan,
         security_map=_security_map(verifier),
+        jsonifier=connexion_tuning.OrjsonJsonifier(),
     )
     app.add_api(
         spec,
