@@ -479,19 +479,30 @@ def test_edge_routes_to_the_registry_and_answers_problems_itself(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)  # two services start: slower on a loaded machine
-async def test_edge_carries_enrollment_and_the_agent_link_to_the_real_services(
+@pytest.mark.timeout(150)  # four services start: slow on a loaded machine
+async def test_edge_routes_the_table_to_the_real_services_and_carries_an_agent(
     tmp_path: Path, data_dir: DataDir, redis_url: str
 ) -> None:
-    """An agent's first two steps, through the edge: enroll (registry), connect (gateway)."""
-    core = {
-        "registry": {"SM_REDIS_URL": redis_url},
-        "gateway": {"SM_REDIS_URL": redis_url, "SM_REGISTRY_URL": "https://127.0.0.1:{registry}"},
-    }
+    """Every route reaches its service; an agent enrolls (registry) and connects (gateway)."""
+    core: dict[str, dict[str, str]] = {s: {"SM_REDIS_URL": redis_url} for s in SERVICES}
+    core["gateway"]["SM_REGISTRY_URL"] = "https://127.0.0.1:{registry}"
     with (
         service_processes(tmp_path, data_dir, core) as ports,
         edge_process(tmp_path, data_dir, ports) as edge,
     ):
+        # Each prefix of the route table answers through the edge exactly what its
+        # service answers directly (and not the edge's own "no service" problem).
+        async with httpx.AsyncClient(verify=ca_context(data_dir)) as direct:
+            for prefix, service in ROUTES:
+                path = prefix.rstrip("/") + "/deploy-route-check"
+                via_edge = await direct.get(f"https://localhost:{edge}{path}")
+                at_service = await direct.get(f"https://localhost:{ports[service]}{path}")
+                assert (via_edge.status_code, via_edge.content) == (
+                    at_service.status_code,
+                    at_service.content,
+                ), f"{path} → {service}"
+                assert b"no service serves this path" not in via_edge.content, path
+
         registry_doc = yaml.safe_load((ROOT / "openapi" / "registry.yaml").read_text())
         enroll = registry_doc["paths"]["/api/v1/enroll"]["post"]["requestBody"]["content"]
         body = {
@@ -603,7 +614,10 @@ def test_healthcheck_finds_the_serve_process(tmp_path: Path) -> None:
 def test_healthcheck_of_the_worker_reads_arq_health_key(redis_url: str) -> None:
     from arq.constants import default_queue_name, health_check_key_suffix
 
+    from sm_ctl.worker import HEALTH_CHECK_KEY
+
     assert default_queue_name + health_check_key_suffix == healthcheck.WORKER_HEALTH_KEY
+    assert healthcheck.WORKER_HEALTH_KEY == HEALTH_CHECK_KEY  # the key smctl's worker refreshes
     assert healthcheck.check_worker(redis_url) == (False, "arq:queue:health-check missing")
     client = redis.Redis.from_url(redis_url)
     client.set(healthcheck.WORKER_HEALTH_KEY, "j_complete=0")
@@ -1148,7 +1162,7 @@ def test_systemd_unit_runs_smctl_up_hardened() -> None:
     expected = {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
-        "ProtectHome": "yes",
+        "ProtectHome": "read-only",
         "PrivateTmp": "yes",
         "PrivateDevices": "yes",
         "CapabilityBoundingSet": "",
