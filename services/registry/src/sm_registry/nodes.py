@@ -131,9 +131,15 @@ def requirement_clause(requirement: Requirement) -> sa.ColumnElement[bool]:
             holders = with_key.where(NODE_LABELS.c.value.in_(requirement.values))
         case Operator.EXISTS | Operator.NOT_EXISTS:
             holders = with_key
+    # ``id || ''`` keeps the planner from driving the query from the label
+    # subquery: it scans nodes in the requested order (an index) and checks
+    # membership in the subquery's result, built once. A page then stops
+    # after ``limit`` matches instead of sorting every match (measured: 30 ms
+    # -> 3 ms for a page of 1,700 matches in 10,000 nodes).
+    node_id = NODES.c.id.concat("")
     if requirement.operator in (Operator.EQUALS, Operator.IN, Operator.EXISTS):
-        return NODES.c.id.in_(holders)
-    return NODES.c.id.not_in(holders)
+        return node_id.in_(holders)
+    return node_id.not_in(holders)
 
 
 def selector_clause(selector: Selector) -> sa.ColumnElement[bool]:
@@ -194,8 +200,10 @@ def _wire(row: sa.Row[Any], presence: Presence) -> dict[str, Any]:
         "hostname": row.hostname,
         "machine_id": row.machine_id,
         "group": row.group_name,
-        "labels": orjson.loads(row.labels),
-        "facts": orjson.loads(row.facts),
+        # Stored as JSON text already: embedded as is, never parsed per request
+        # (handlers serialize node documents with orjson).
+        "labels": orjson.Fragment(row.labels),
+        "facts": orjson.Fragment(row.facts),
         "status": Status.ONLINE.value if presence.online else Status.OFFLINE.value,
         "last_seen": None if presence.last_seen is None else rfc3339(presence.last_seen),
         "duplicate_of": row.duplicate_of,

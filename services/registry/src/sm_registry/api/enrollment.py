@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from connexion import request
+from connexion.lifecycle import ConnexionResponse
 
 from sm_registry import enrollment
 from sm_registry.context import current
 from sm_registry.ratelimit import address_subject
 
-# Operations also declare problem+json responses, so Connexion needs the type named.
-JSON = {"Content-Type": "application/json"}
-Reply = tuple[dict[str, Any], int, dict[str, str]]
+
+def _json(body: dict[str, Any], status: int = 200) -> ConnexionResponse:
+    # Named explicitly: the operations also declare problem+json responses.
+    return ConnexionResponse(
+        status_code=status, body=orjson.dumps(body), content_type="application/json"
+    )
 
 
-async def enroll(body: dict[str, Any]) -> Reply:
+async def enroll(body: dict[str, Any]) -> ConnexionResponse:
     enroll_request = enrollment.EnrollRequest(
         machine_id=body["machine_id"],
         facts=body["facts"],
@@ -23,14 +28,16 @@ async def enroll(body: dict[str, Any]) -> Reply:
         credential=body.get("credential"),
     )
     result = await enrollment.enroll(current(), enroll_request, subjects=[address_subject(request)])
-    return result, 201, JSON
+    return _json(result, 201)
 
 
-async def list_enrollment_tokens() -> Reply:
-    return {"items": await enrollment.list_tokens(current())}, 200, JSON
+async def list_enrollment_tokens() -> ConnexionResponse:
+    return _json({"items": await enrollment.list_tokens(current())})
 
 
-async def create_enrollment_token(body: dict[str, Any], token_info: dict[str, Any]) -> Reply:
+async def create_enrollment_token(
+    body: dict[str, Any], token_info: dict[str, Any]
+) -> ConnexionResponse:
     spec = enrollment.TokenSpec(
         ttl=body.get("ttl", 86400),
         max_uses=body.get("max_uses"),
@@ -38,13 +45,13 @@ async def create_enrollment_token(body: dict[str, Any], token_info: dict[str, An
         labels=body.get("labels"),
         description=body.get("description", ""),
     )
-    return await enrollment.create_token(current(), spec, actor=token_info["sub"]), 201, JSON
+    return _json(await enrollment.create_token(current(), spec, actor=token_info["sub"]), 201)
 
 
-async def get_enrollment_token(token_id: str) -> Reply:
-    return await enrollment.get_token(current(), token_id), 200, JSON
+async def get_enrollment_token(token_id: str) -> ConnexionResponse:
+    return _json(await enrollment.get_token(current(), token_id))
 
 
-async def revoke_enrollment_token(token_id: str, token_info: dict[str, Any]) -> Reply:
+async def revoke_enrollment_token(token_id: str, token_info: dict[str, Any]) -> ConnexionResponse:
     token = await enrollment.revoke_token(current(), token_id, actor=token_info["sub"])
-    return token, 200, JSON
+    return _json(token)

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from connexion import NoContent
+from connexion.lifecycle import ConnexionResponse
 
 from sm_registry import enrollment, nodes
 from sm_registry.context import current
 
-# Operations also declare problem+json responses, so Connexion needs the type named.
-JSON = {"Content-Type": "application/json"}
-Reply = tuple[dict[str, Any], int, dict[str, str]]
+
+def _json(body: dict[str, Any], status: int = 200) -> ConnexionResponse:
+    """Serialized here with orjson: node documents embed their stored JSON (facts,
+    labels) as ``orjson.Fragment``s, which Connexion's own serializer cannot write."""
+    return ConnexionResponse(
+        status_code=status, body=orjson.dumps(body), content_type="application/json"
+    )
 
 
 async def list_nodes(
@@ -24,7 +30,7 @@ async def list_nodes(
     selector: str | None = None,
     q: str | None = None,
     status: str | None = None,
-) -> Reply:
+) -> ConnexionResponse:
     query = nodes.NodeQuery(
         group=group,
         selector=selector,
@@ -35,16 +41,18 @@ async def list_nodes(
         limit=limit,
         offset=offset,
     )
-    return await nodes.list_nodes(current(), query), 200, JSON
+    return _json(await nodes.list_nodes(current(), query))
 
 
-async def get_node(node_id: str) -> Reply:
-    return await nodes.get_node(current(), node_id), 200, JSON
+async def get_node(node_id: str) -> ConnexionResponse:
+    return _json(await nodes.get_node(current(), node_id))
 
 
-async def update_node(node_id: str, body: dict[str, Any], token_info: dict[str, Any]) -> Reply:
+async def update_node(
+    node_id: str, body: dict[str, Any], token_info: dict[str, Any]
+) -> ConnexionResponse:
     node = await nodes.update_node(current(), node_id, changes=body, actor=token_info["sub"])
-    return node, 200, JSON
+    return _json(node)
 
 
 async def delete_node(node_id: str, token_info: dict[str, Any]) -> tuple[Any, int]:
@@ -52,7 +60,7 @@ async def delete_node(node_id: str, token_info: dict[str, Any]) -> tuple[Any, in
     return NoContent, 204
 
 
-async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) -> Reply:
+async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) -> ConnexionResponse:
     labels = body.get("labels", {})
     change = nodes.BulkChange(
         set_labels=labels.get("set", {}),
@@ -60,24 +68,26 @@ async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) ->
         **({"group": body["group"]} if "group" in body else {}),
     )
     result = await nodes.bulk_update(current(), body["node_ids"], change, actor=token_info["sub"])
-    return result, 200, JSON
+    return _json(result)
 
 
-async def resolve_nodes(body: dict[str, Any]) -> Reply:
+async def resolve_nodes(body: dict[str, Any]) -> ConnexionResponse:
     target = nodes.Target(
         node_ids=tuple(body.get("node_ids", ())),
         groups=tuple(body.get("groups", ())),
         selector=body.get("selector"),
         all=bool(body.get("all", False)),
     )
-    return await nodes.resolve(current(), target), 200, JSON
+    return _json(await nodes.resolve(current(), target))
 
 
-async def decide_duplicate(node_id: str, body: dict[str, Any], token_info: dict[str, Any]) -> Reply:
+async def decide_duplicate(
+    node_id: str, body: dict[str, Any], token_info: dict[str, Any]
+) -> ConnexionResponse:
     decision = nodes.Decision(body["decision"])
     node = await nodes.decide_duplicate(current(), node_id, decision, actor=token_info["sub"])
-    return node, 200, JSON
+    return _json(node)
 
 
-async def authenticate_node(body: dict[str, Any]) -> Reply:
-    return await enrollment.authenticate(current(), body["credential"]), 200, JSON
+async def authenticate_node(body: dict[str, Any]) -> ConnexionResponse:
+    return _json(await enrollment.authenticate(current(), body["credential"]))
