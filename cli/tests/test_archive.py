@@ -14,6 +14,7 @@ import orjson
 import pytest
 from sqlalchemy import text
 
+from sm_ctl import local_agent
 from sm_ctl.archive import (
     MANIFEST,
     ArchiveError,
@@ -48,9 +49,26 @@ def _count(path: Path) -> int:
         conn.close()
 
 
+def _local_agent(data: DataDir) -> dict[str, bytes]:
+    """State files as ``sm-agent`` leaves them after enrolling (plus a config up writes)."""
+    state = local_agent.agent_dir(data)
+    state.mkdir(mode=0o700)
+    files = {
+        "credential": b"smn1.node-1.secret\n",
+        "ca.pem": data.ca_cert.read_bytes(),
+        "node.json": b'{"node_id": "node-1"}\n',
+        "sequence": b"boot-1 1000\n",
+    }
+    for name, content in files.items():
+        (state / name).write_bytes(content)
+    (state / local_agent.CONFIG).write_text('server = "https://old:8700"\n')
+    return files
+
+
 def test_backup_and_restore_round_trip(data_dir: DataDir, tmp_path: Path) -> None:
     _fill(data_dir, "registry", 100)
     _fill(data_dir, "commands", 5)
+    agent_state = _local_agent(data_dir)
     archive = tmp_path / "backup.tar.gz"
     manifest = create_backup(data_dir, archive)
 
@@ -78,6 +96,10 @@ def test_backup_and_restore_round_trip(data_dir: DataDir, tmp_path: Path) -> Non
     finally:
         conn.close()
     assert load_key(target, KeyKind.SECRET) == load_key(data_dir, KeyKind.SECRET)
+    # The local agent keeps its identity; up writes a fresh configuration.
+    restored_state = local_agent.agent_dir(target)
+    assert {p.name: p.read_bytes() for p in restored_state.iterdir()} == agent_state
+    assert stat.S_IMODE(restored_state.stat().st_mode) == 0o700
 
 
 def test_backup_is_consistent_while_a_writer_runs(data_dir: DataDir, tmp_path: Path) -> None:
@@ -133,8 +155,10 @@ def test_restore_refuses_a_non_empty_directory_unless_forced(
     assert other.secret_key.read_bytes() == before
     assert _count(other.database("registry")) == 7
 
+    _local_agent(other)  # a node the restored registry does not know
     restore_backup(archive, other, force=True)
     assert not Path(f"{other.database('registry')}-wal").exists()
+    assert not local_agent.enrolled(other)  # up enrolls a new local agent
     assert _count(other.database("registry")) == 3
     assert other.secret_key.read_bytes() == data_dir.secret_key.read_bytes()
 

@@ -8,6 +8,8 @@ An archive is a gzip-compressed tar (mode 0600: it holds private keys)::
                             API while the services run (rollback-journal mode,
                             so the file stands alone)
     keys/<file>             the files of ``DataDir.key_files``
+    agent/<file>            the local agent's state, when ``up`` runs one
+                            (its credential, pinned CA, identity, sequence)
 
 Restoring verifies every checksum and every database before anything is
 written to the target, refuses a non-empty target unless forced, and never
@@ -33,6 +35,7 @@ from typing import IO, Any
 
 import orjson
 
+from sm_ctl import local_agent
 from sm_shared.access_keys import KeyKind, MalformedKey, load_key
 from sm_shared.datadir import DataDir
 from sm_shared.pki import ca_fingerprint
@@ -53,7 +56,7 @@ class ArchiveError(RuntimeError):
 @dataclass(frozen=True)
 class ArchivedFile:
     name: str
-    kind: str  # "database" or "key"
+    kind: str  # "database", "key" or "agent"
     size: int
     sha256: str
 
@@ -119,6 +122,7 @@ def _allowed_names(data: DataDir) -> dict[str, str]:
     """Every member name an archive may hold → its kind."""
     names = {f"databases/{service}.db": "database" for service in DATABASE_SERVICES}
     names.update({f"keys/{path.name}": "key" for path in data.key_files})
+    names.update({f"{local_agent.DIRECTORY}/{name}": "agent" for name in local_agent.STATE_FILES})
     return names
 
 
@@ -167,8 +171,20 @@ def create_backup(data: DataDir, output: Path) -> Manifest:
             copy = staging / "databases" / f"{service}.db"
             _copy_database(source, copy)
             files.append((_entry(f"databases/{service}.db", "database", copy), copy))
-        for path in data.key_files:
-            files.append((_entry(f"keys/{path.name}", "key", path), path))
+        # Small files are copied first, then hashed and archived from the copy:
+        # the agent rewrites its sequence file while we work.
+        small = [(f"keys/{path.name}", "key", path) for path in data.key_files]
+        state = local_agent.agent_dir(data)
+        small += [
+            (f"{local_agent.DIRECTORY}/{name}", "agent", state / name)
+            for name in local_agent.STATE_FILES
+            if (state / name).exists()
+        ]
+        for name, kind, source in small:
+            copy = staging / name
+            copy.parent.mkdir(exist_ok=True)
+            shutil.copyfile(source, copy)
+            files.append((_entry(name, kind, copy), copy))
         manifest = Manifest(
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             versions=_versions(),
@@ -273,21 +289,22 @@ def restore_backup(archive: Path, target: DataDir, *, force: bool = False) -> Ma
             seen.add(member.name)
             stream = tar.extractfile(member)
             assert stream is not None
-            _extract_verified(stream, staging / Path(member.name).name, listed)
+            destination = staging / member.name  # a name from ``allowed``: no traversal
+            destination.parent.mkdir(mode=0o700, exist_ok=True)
+            _extract_verified(stream, destination, listed)
         absent = set(expected) - seen
         if absent:
             raise ArchiveError(
                 f"files listed in the manifest are missing: {', '.join(sorted(absent))}"
             )
-        staged = DataDir(staging)
         for service in manifest.databases:
-            conn = sqlite3.connect(staged.database(service))
+            conn = sqlite3.connect(staging / "databases" / f"{service}.db")
             try:
                 _check_database(conn, f"{service}.db")
             finally:
                 conn.close()
-        _check_keys(staged)
-        _move_into(staged, target, manifest)
+        _check_keys(DataDir(staging / "keys"))
+        _move_into(staging, target, manifest)
     return manifest
 
 
@@ -318,13 +335,23 @@ def _check_keys(staged: DataDir) -> None:
             )
 
 
-def _move_into(staged: DataDir, target: DataDir, manifest: Manifest) -> None:
+def _move_into(staging: Path, target: DataDir, manifest: Manifest) -> None:
     target.ensure()
     os.chmod(target.root, 0o700)
     for service in manifest.databases:
         destination = target.database(service)
         for stale in (destination, Path(f"{destination}-wal"), Path(f"{destination}-shm")):
             stale.unlink(missing_ok=True)
-        shutil.move(staged.database(service), destination)
+        shutil.move(staging / "databases" / f"{service}.db", destination)
     for path in target.key_files:
-        os.replace(staged.root / path.name, path)
+        os.replace(staging / "keys" / path.name, path)
+    # The restored local agent (or none: ``up`` then enrolls a new one) replaces
+    # whatever the target had; that node is not in the restored registry.
+    state = local_agent.agent_dir(target)
+    for name in local_agent.STATE_FILES:
+        (state / name).unlink(missing_ok=True)
+    agent_files = [f.name for f in manifest.files if f.kind == "agent"]
+    if agent_files:
+        state.mkdir(mode=0o700, exist_ok=True)
+        for name in agent_files:
+            os.replace(staging / name, target.root / name)

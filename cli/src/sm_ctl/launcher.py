@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import ipaddress
-import json
 import os
 import signal
 import socket
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from sm_ctl import lock
+from sm_ctl import local_agent, lock
 from sm_ctl.keyring import Keys, current_keys
 from sm_ctl.readiness import (
     NotReady,
@@ -40,7 +39,7 @@ from sm_ctl.readiness import (
 from sm_ctl.redis_server import PrivateRedis
 from sm_ctl.supervisor import Child, ChildSpec, Supervisor, log_tail
 from sm_ctl.worker import HEALTH_CHECK_KEY
-from sm_shared.datadir import DataDir, write_private
+from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
 from sm_shared.streams import presence_key
 
@@ -132,26 +131,6 @@ Notify = Callable[[str], None]
 
 def _smctl(*args: str) -> list[str]:
     return [sys.executable, "-m", "sm_ctl", *args]
-
-
-def agent_dir(data: DataDir) -> Path:
-    return data.root / "agent"
-
-
-def write_agent_config(data: DataDir, where: Endpoints) -> Path:
-    """The local agent's configuration; the enrollment key only until it has enrolled.
-
-    The agent removes the key from this file once it holds its own credential.
-    """
-    state = agent_dir(data)
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    config = state / "agent.toml"
-    settings = {"server": where.api, "state_dir": str(state)}
-    if not (state / "credential").exists():
-        settings["enrollment_key"] = data.enrollment_key.read_text().strip()
-    text = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
-    write_private(config, text.encode())
-    return config
 
 
 class Launch:
@@ -266,7 +245,7 @@ class Launch:
 
     async def start_agent(self) -> tuple[bool, str]:
         """Enroll and run the local agent; (False, "") when stopped meanwhile."""
-        config = write_agent_config(self.data, self.where)
+        config = local_agent.write_config(self.data, self.where.api, self.where.gateway)
         spec = ChildSpec(
             "agent",
             [sys.executable, "-m", "sm_agent", "run", "--config", str(config)],
@@ -275,14 +254,13 @@ class Launch:
             essential=False,
         )
         child = await self.supervisor.start(spec)
-        node_file = agent_dir(self.data) / "node.json"
 
         async def enrolled() -> bool:
-            return node_file.exists() and (agent_dir(self.data) / "credential").exists()
+            return local_agent.enrolled(self.data)
 
         if not await until_stopped(self._ready(child, "the local agent", enrolled), self.stop):
             return False, ""
-        node_id = str(json.loads(node_file.read_bytes())["node_id"])
+        node_id = local_agent.node_id(self.data)
         online = redis_key_exists(self.redis_url, presence_key(node_id))
         if not await until_stopped(self._ready(child, "the local agent", online), self.stop):
             return False, ""
@@ -297,7 +275,10 @@ class Launch:
             if not started:
                 return
             notes.append(
-                ("Local agent", f"node {node_id} online (state in {agent_dir(self.data)})")
+                (
+                    "Local agent",
+                    f"node {node_id} online (state in {local_agent.agent_dir(self.data)})",
+                )
             )
         elif not gateway_available():
             notes.append(("Note", "this installation has no gateway: agents cannot connect"))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sm_ctl import archive, banner, lock
+from sm_ctl import banner, lock
 from sm_ctl.catalog import (
     Listener,
     MissingKeyMaterial,
@@ -26,9 +26,15 @@ from sm_ctl.catalog import (
     require_key_material,
 )
 from sm_ctl.keyring import Keys, Rotatable, current_keys, rotate
-from sm_ctl.launcher import Started, UpFailed, UpOptions, run_up
 from sm_shared.datadir import DataDir, default_data_dir
 from sm_shared.first_start import initialize
+
+if TYPE_CHECKING:
+    from sm_ctl.launcher import Started
+
+# Every child of `up` runs this module (`python -m sm_ctl serve ...`): what only
+# one command needs (the launcher's HTTP and Redis clients, the archive code)
+# is imported inside that command, so the children start sooner.
 
 app = typer.Typer(
     name="smctl",
@@ -132,7 +138,9 @@ def up(
         float, typer.Option(min=1, help="Seconds to wait for every process to be ready")
     ] = 60.0,
 ) -> None:
-    """Start everything for one machine: Redis, the APIs, the gateway, the worker."""
+    """Start everything for one machine: Redis, the APIs, the gateway, the worker, an agent."""
+    from sm_ctl.launcher import UpFailed, UpOptions, run_up
+
     options = UpOptions(
         data_dir=_data(data_dir).root,
         host=host,
@@ -277,6 +285,8 @@ def backup(
     ] = None,
 ) -> None:
     """Back up every service database (online, consistent) and the keys into one archive."""
+    from sm_ctl import archive
+
     data = _data(data_dir)
     target = output or Path(archive.default_backup_name())
     try:
@@ -302,6 +312,8 @@ def restore(
     ] = False,
 ) -> None:
     """Restore a backup into an empty data directory (checksums verified first)."""
+    from sm_ctl import archive
+
     target = _data(data_dir)
     if lock.in_use(target.root):
         raise _fail(f"{target.root} is in use by a running `smctl up`; stop it first")
