@@ -14,7 +14,13 @@ from connexion import AsyncApp
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
-from sm_shared.api_app import ServiceResources, ServiceState, build_api_app, spec_path
+from sm_shared.api_app import (
+    ServiceResources,
+    ServiceState,
+    build_api_app,
+    load_document,
+    spec_path,
+)
 from sm_shared.datadir import DataDir
 from sm_shared.problems import PROBLEM_MEDIA_TYPE
 from sm_shared.tokens import TokenVerifier, issue_access_token
@@ -449,3 +455,18 @@ def test_spec_path_finds_the_repository_documents() -> None:
 @asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
+
+
+def test_load_document_parses_once_per_version_and_returns_copies(tmp_path: Path) -> None:
+    path = tmp_path / "doc.yaml"
+    path.write_text("openapi: 3.0.3\ninfo: {title: a, version: '1'}\npaths: {}\n")
+    first = load_document(path)
+    first["info"]["title"] = "changed by a caller"
+    assert load_document(path)["info"]["title"] == "a"
+    path.write_text("openapi: 3.0.3\ninfo: {title: b, version: '22'}\npaths: {}\n")
+    assert load_document(path)["info"]["title"] == "b"
+
+
+def test_served_document_is_the_file(client: TestClient, tmp_path: Path) -> None:
+    served = client.get("/openapi.json").json()
+    assert served["paths"].keys() == load_document(tmp_path / "frame.yaml")["paths"].keys()
