@@ -540,8 +540,10 @@ async def test_edge_routes_the_table_to_the_real_services_and_carries_an_agent(
 async def test_edge_passes_websocket_upgrades_to_the_gateway(
     tmp_path: Path, data_dir: DataDir
 ) -> None:
-    # A WebSocket server with the core's certificate stands where the gateway
-    # listens: this proves the proxy's upgrade handling and TLS to the upstream.
+    # The real gateway is checked above on /agent/ws; it has no /events/ws yet
+    # (issue 3), so a WebSocket server with the core's certificate stands where
+    # the gateway listens: both WebSocket routes upgrade through the edge, over
+    # TLS to the upstream verified with the core CA.
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(data_dir.server_cert, data_dir.server_key)
     paths: list[str] = []
