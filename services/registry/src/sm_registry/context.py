@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from connexion import request
 from redis.asyncio import Redis
-from sm_shared.api_app import ServiceResources, ServiceState
-from sm_shared.datadir import DataDir
 from sqlalchemy import Engine
 
 from sm_registry.settings import RegistrySettings
+from sm_shared.api_app import ServiceResources, ServiceState
+from sm_shared.datadir import DataDir
 
 
 @dataclass(frozen=True)
