@@ -293,9 +293,11 @@ def backup(
         manifest = archive.create_backup(data, target)
     except archive.ArchiveError as exc:
         raise _fail(str(exc)) from None
+    agent = any(f.kind == "agent" for f in manifest.files)
     _say(
         f"Wrote {target} (mode 0600): databases {', '.join(manifest.databases) or 'none'}, "
         f"{sum(f.kind == 'key' for f in manifest.files)} key files"
+        + (", the local agent's identity" if agent else "")
     )
 
 
