@@ -179,6 +179,12 @@ class Link:
                     return
                 if receiving in done:
                     receiving.result()  # raises ConnectionClosed / ProtocolViolation
+                    # Only a 1000/1001 close ends the receiver without an error.
+                    log.info(
+                        "the gateway closed the connection (%s %s)",
+                        ws.close_code,
+                        ws.close_reason or "",
+                    )
                     return
         finally:
             stopping.cancel()
@@ -193,6 +199,3 @@ class Link:
             except ProtocolViolation as exc:
                 await ws.close(CLOSE_POLICY, str(exc)[:120])
                 raise
-        # The loop ends without an error only after a 1000/1001 close.
-        if ws.close_code is not None:
-            log.info("gateway closed the connection (%d %s)", ws.close_code, ws.close_reason or "")

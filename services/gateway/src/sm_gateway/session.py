@@ -56,8 +56,9 @@ class AgentSession:
             version = await self._hello()
             claim(self)
             self.connected_at = round(time.time(), 3)
-            await self.ws.send(self._protocol.welcome(version, self.node_id, self._interval))
+            # Online before welcome: an agent that was welcomed is in the node list.
             await self._presence.touch(self.node_id, self.connected_at)
+            await self.ws.send(self._protocol.welcome(version, self.node_id, self._interval))
             log.info("node %s connected (protocol %d)", self.node_id, version)
             async for raw in self.ws:
                 message = self._protocol.decode(raw)
