@@ -1,0 +1,116 @@
+"""The compiled protocol agrees with the contract (openapi/agent-protocol.json)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonschema
+import orjson
+import pytest
+
+from sm_gateway.protocol import (
+    AGENT_MESSAGE_TYPES,
+    SUPPORTED_VERSIONS,
+    CloseCode,
+    Protocol,
+    ProtocolError,
+    load_schema,
+)
+
+SCHEMA = load_schema()
+
+
+@pytest.fixture(scope="module")
+def protocol() -> Protocol:
+    return Protocol(SCHEMA)
+
+
+def _examples(name: str) -> list[dict[str, Any]]:
+    examples: list[dict[str, Any]] = SCHEMA["definitions"][name]["examples"]
+    return examples
+
+
+def test_the_schema_is_valid_draft_7() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+
+
+def test_close_codes_match_the_contract(protocol: Protocol) -> None:
+    assert set(protocol.close_codes) == {int(code) for code in CloseCode}
+
+
+def test_versions_match_the_contract() -> None:
+    assert tuple(SCHEMA["x-protocol-versions"]) == SUPPORTED_VERSIONS
+
+
+@pytest.mark.parametrize("name", ["hello", "heartbeat"])
+def test_agent_examples_pass_both_validators(protocol: Protocol, name: str) -> None:
+    for example in _examples(name):
+        jsonschema.validate(example, SCHEMA, cls=jsonschema.Draft7Validator)
+        assert protocol.decode(orjson.dumps(example).decode()) == example
+
+
+def test_welcome_obeys_the_contract(protocol: Protocol) -> None:
+    welcome = orjson.loads(protocol.welcome(1, "node-1", 5.0))
+    jsonschema.validate(welcome, SCHEMA, cls=jsonschema.Draft7Validator)
+    assert welcome == _examples("welcome")[0] | {"node_id": "node-1"}
+    with pytest.raises(ProtocolError):
+        protocol.welcome(1, "node-1", 0.5)  # below the contract's minimum: never sent
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda m: m.update(type="heartbeet"), CloseCode.POLICY_VIOLATION),
+        (lambda m: m.pop("seq"), CloseCode.POLICY_VIOLATION),
+        (lambda m: m.update(seq=1.5), CloseCode.POLICY_VIOLATION),
+        (lambda m: m.update(seq=True), CloseCode.POLICY_VIOLATION),
+        (lambda m: m["sample"].update(extra=1), CloseCode.POLICY_VIOLATION),
+        (lambda m: m["sample"]["memory"].update(total=-1), CloseCode.POLICY_VIOLATION),
+        (lambda m: m["sample"].update(load=[1, 2, 3, 4]), CloseCode.POLICY_VIOLATION),
+    ],
+)
+def test_violations_agree_between_jsonschema_and_the_compiled_validator(
+    protocol: Protocol, mutate: Any, code: CloseCode
+) -> None:
+    message = copy.deepcopy(_examples("heartbeat")[0])
+    mutate(message)
+    assert not jsonschema.Draft7Validator(SCHEMA).is_valid(message)
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(orjson.dumps(message).decode())
+    assert caught.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{}", CloseCode.UNSUPPORTED_DATA),
+        ("", CloseCode.INVALID_DATA),
+        ("nul", CloseCode.INVALID_DATA),
+        ('"text"', CloseCode.INVALID_DATA),
+        ("{}", CloseCode.POLICY_VIOLATION),
+    ],
+)
+def test_undecodable_frames(protocol: Protocol, raw: str | bytes, code: CloseCode) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        protocol.decode(raw)
+    assert caught.value.code == code
+
+
+def test_negotiation_picks_the_highest_shared_version(protocol: Protocol) -> None:
+    hello = _examples("hello")[0]
+    assert protocol.negotiate({**hello, "versions": [1, 7]}) == 1
+    with pytest.raises(ProtocolError) as caught:
+        protocol.negotiate({**hello, "versions": [7]})
+    assert caught.value.code == CloseCode.UNSUPPORTED_VERSION
+
+
+def test_close_reasons_fit_a_control_frame() -> None:
+    error = ProtocolError(CloseCode.POLICY_VIOLATION, "é" * 200)
+    assert len(error.close_reason.encode()) <= 123
+
+
+def test_only_agent_messages_are_accepted_from_agents(protocol: Protocol) -> None:
+    assert set(AGENT_MESSAGE_TYPES) == {"hello", "heartbeat"}
+    with pytest.raises(ProtocolError):
+        protocol.decode(orjson.dumps(_examples("welcome")[0]).decode())
