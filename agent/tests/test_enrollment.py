@@ -139,3 +139,14 @@ def test_cli_errors(
     status = main([*argv, "--config", str(config), "--state-dir", str(tmp_path / "state")])
     assert status == 1
     assert message in capsys.readouterr().err
+
+
+def test_cli_run_refuses_a_plain_gateway_url(
+    registry_origin: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    enroll(registry_origin, key, StateDir(state))
+    config = tmp_path / "agent.toml"
+    config.write_text('gateway_url = "ws://127.0.0.1:8104/agent/ws"\n')
+    assert main(["run", "--config", str(config), "--state-dir", str(state)]) == 1
+    assert "must be wss://" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from sm_agent.collectors import Sampler
 from sm_agent.enrollment import EnrollmentError, enroll
 from sm_agent.facts import boot_id, gather_facts
 from sm_agent.heartbeat import Heartbeats, SequenceNumbers
-from sm_agent.link import CredentialRefused, Link
+from sm_agent.link import CredentialRefused, Link, UnusableGatewayUrl
 from sm_agent.settings import AgentSettings, SettingsError, load_settings, remove_enrollment_key
 from sm_agent.state import StateDir, StateError
 from sm_agent.trust import MalformedKey, TrustError, verified_context
@@ -83,6 +83,8 @@ def _enroll(settings: AgentSettings, state: StateDir) -> None:
 async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
     identity = state.identity()
     gateway_url = settings.gateway_url or identity.gateway_url
+    if not gateway_url.startswith("wss://"):
+        raise Failure(f"the gateway URL must be wss://…, not {gateway_url!r}")
     node_boot = boot_id()
     link = Link(
         gateway_url=gateway_url,
@@ -103,6 +105,8 @@ async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
         await link.run(stop)
     except CredentialRefused as exc:
         raise Failure(f"{exc}; enroll this node again", EXIT_REFUSED) from exc
+    except UnusableGatewayUrl as exc:
+        raise Failure(str(exc)) from exc
     log.info("stopped after %d heartbeats", link.heartbeats_sent)
 
 

@@ -43,6 +43,10 @@ class CredentialRefused(Exception):
     """The core refuses this node's credential; the node must be enrolled again."""
 
 
+class UnusableGatewayUrl(Exception):
+    """The configured gateway URL is not a WebSocket URL."""
+
+
 class ProtocolViolation(Exception):
     """The gateway sent something the protocol does not allow."""
 
@@ -105,7 +109,7 @@ class Link:
                     ) from exc
                 log.warning("gateway refused the connection: HTTP %d", status)
             except InvalidURI as exc:
-                raise CredentialRefused(f"the gateway URL is unusable: {exc}") from exc
+                raise UnusableGatewayUrl(f"the gateway URL is unusable: {exc}") from exc
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else None
                 reason = exc.rcvd.reason if exc.rcvd is not None else ""
