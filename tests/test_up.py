@@ -9,6 +9,7 @@ leave nothing running after SIGTERM.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,10 +23,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sm_ctl import banner
+from sm_ctl import banner, local_agent
 from sm_ctl.instance import UpProcess, free_port_pair
 from sm_shared.access_keys import AccessKey, KeyKind, load_key
 from sm_shared.datadir import DataDir
+from sm_shared.first_start import initialize
 from sm_shared.pki import ca_fingerprint
 
 pytestmark = pytest.mark.slow
@@ -183,3 +185,36 @@ def test_a_second_up_on_the_same_data_dir_is_refused(
     )
     assert second.returncode == 1
     assert f"{up.data.root} is in use by `smctl up` (pid {up.process.pid})" in second.stderr
+
+
+def test_a_refused_local_agent_does_not_stop_the_core(tmp_path: Path) -> None:
+    data = DataDir(tmp_path / "data")
+    initialize(data)
+    # A local agent whose node the registry does not know (deleted, or another core's).
+    state = local_agent.agent_dir(data)
+    state.mkdir(mode=0o700)
+    node = "0b6f4a8e-3c1d-4a57-9d3e-2f1a7c9b5e10"
+    (state / "credential").write_text(f"smn1.{node}.{'x' * 43}\n")
+    (state / "ca.pem").write_bytes(data.ca_cert.read_bytes())
+    (state / "node.json").write_text(
+        json.dumps(
+            {
+                "node_id": node,
+                "command_public_key": "",
+                "gateway_url": "wss://127.0.0.1:1/agent/ws",
+                "server": "https://127.0.0.1:1",
+                "heartbeat_interval": 5,
+            }
+        )
+    )
+    up = UpProcess.start(data.root, free_port_pair())
+    try:
+        facts = up.wait_ready()
+        assert facts.fields[banner.AGENT].startswith(
+            "not running: the local agent exited before it was ready"
+        )
+        with httpx.Client(base_url=facts.api_url, verify=tls(data), trust_env=False) as client:
+            assert client.get("/readyz").status_code == 200
+    finally:
+        assert up.stop() == 0
+    assert "agent exited with code 3" in up.output

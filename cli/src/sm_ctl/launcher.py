@@ -25,7 +25,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from sm_ctl import local_agent, lock
+from sm_ctl import banner, local_agent, lock
 from sm_ctl.keyring import Keys, current_keys
 from sm_ctl.readiness import (
     NotReady,
@@ -243,8 +243,12 @@ class Launch:
             )
         return await until_stopped(all_of(waits), self.stop)
 
-    async def start_agent(self) -> tuple[bool, str]:
-        """Enroll and run the local agent; (False, "") when stopped meanwhile."""
+    async def start_agent(self) -> str | None:
+        """Enroll and run the local agent; the banner line about it, None when stopped meanwhile.
+
+        The agent is not essential: when it cannot enroll or connect (its node
+        was deleted, say), the core runs on and the banner says why.
+        """
         config = local_agent.write_config(self.data, self.where.api, self.where.gateway)
         spec = ChildSpec(
             "agent",
@@ -258,28 +262,30 @@ class Launch:
         async def enrolled() -> bool:
             return local_agent.enrolled(self.data)
 
-        if not await until_stopped(self._ready(child, "the local agent", enrolled), self.stop):
-            return False, ""
+        async def online() -> bool:
+            probe = redis_key_exists(self.redis_url, presence_key(local_agent.node_id(self.data)))
+            return await probe()
+
+        try:
+            for condition in (enrolled, online):
+                ready = self._ready(child, "the local agent", condition)
+                if not await until_stopped(ready, self.stop):
+                    return None
+        except UpFailed as exc:
+            first_line = str(exc).splitlines()[0]
+            return f"not running: {first_line} (log: {spec.log})"
         node_id = local_agent.node_id(self.data)
-        online = redis_key_exists(self.redis_url, presence_key(node_id))
-        if not await until_stopped(self._ready(child, "the local agent", online), self.stop):
-            return False, ""
-        return True, node_id
+        return f"node {node_id} online (state in {local_agent.agent_dir(self.data)})"
 
     async def run(self, report: Report, first_start: bool) -> None:
         if not await self.start_redis() or not await self.start_services():
             return
         notes: list[tuple[str, str]] = []
         if self.options.agent and gateway_available() and agent_available():
-            started, node_id = await self.start_agent()
-            if not started:
+            agent = await self.start_agent()
+            if agent is None:
                 return
-            notes.append(
-                (
-                    "Local agent",
-                    f"node {node_id} online (state in {local_agent.agent_dir(self.data)})",
-                )
-            )
+            notes.append((banner.AGENT, agent))
         elif not gateway_available():
             notes.append(("Note", "this installation has no gateway: agents cannot connect"))
         report(
