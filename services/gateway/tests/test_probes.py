@@ -79,6 +79,10 @@ async def test_an_authenticated_plain_get_is_not_an_upgrade(gateway: Any, regist
     assert response.status_code in (400, 426)
     declared = DOCUMENT["paths"]["/agent/ws"]["get"]["responses"]
     assert str(response.status_code) in declared
+    # The registry was not asked: no handshake was counted.
+    async with gateway.client() as http:
+        metrics = (await http.get("/metrics")).text
+    assert "gateway_agent_handshakes_total{" not in metrics
 
 
 def test_every_status_the_socket_answers_is_declared() -> None:

@@ -91,9 +91,9 @@ class Gateway:
     ) -> Response | None:
         path = request.path.partition("?")[0]
         response = await self._answer(connection, request, path)
-        status = "101" if response is None else str(response.status_code)
-        label = path if path in KNOWN_PATHS else "other"
-        self.instruments.http_requests.labels(label, status).inc()
+        if response is not None:  # handshakes are counted in gateway_agent_handshakes
+            label = path if path in KNOWN_PATHS else "other"
+            self.instruments.http_requests.labels(label, str(response.status_code)).inc()
         return response
 
     async def _answer(
@@ -119,6 +119,8 @@ class Gateway:
             return probes.problem(
                 401, "a node credential is required (Authorization: Bearer)", challenge
             )
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None  # not a handshake: websockets answers 400/426 without asking the registry
         try:
             identity = await self.authenticator.authenticate(credential)
         except NodeRefused as exc:
