@@ -240,6 +240,16 @@ def test_reenroll_with_the_credential_keeps_the_id_and_rotates_it(
     assert node["name"] == "Web One"
     assert client.get("/api/v1/nodes", headers=admin).json()["total"] == 1
 
+    # a display name never changed follows the host name
+    other = client.post("/api/v1/enroll", json=enroll_body(enrollment_key(data_dir), "db-1")).json()
+    moved = client.post(
+        "/api/v1/enroll",
+        json=enroll_body(None, "db-2", credential=other["credential"]),
+    )
+    renamed = client.get(f"/api/v1/nodes/{moved.json()['node_id']}", headers=admin).json()
+    assert (renamed["name"], renamed["hostname"]) == ("db-2", "db-2")
+    client.delete(f"/api/v1/nodes/{other['node_id']}", headers=admin)
+
     # with the key as well (it must then be valid)
     with_key = client.post(
         "/api/v1/enroll",

@@ -398,6 +398,8 @@ def _enroll(ctx: RegistryContext, request: EnrollRequest) -> _Enrolled:
                 sa.update(NODES)
                 .where(NODES.c.id == node_id)
                 .values(
+                    # A name never changed from the host name follows the host name.
+                    name=sa.case((NODES.c.name == NODES.c.hostname, hostname), else_=NODES.c.name),
                     hostname=hostname,
                     machine_id=request.machine_id,
                     facts=facts,
