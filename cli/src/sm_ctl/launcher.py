@@ -11,7 +11,6 @@ Ctrl-C, SIGTERM or a child that keeps failing → stop the children, then Redis.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import ipaddress
 import os
 import signal
@@ -95,16 +94,6 @@ def endpoints(options: UpOptions) -> Endpoints:
     )
 
 
-def gateway_available() -> bool:
-    """Whether the gateway's server is part of this installation."""
-    return importlib.util.find_spec("sm_gateway.server") is not None
-
-
-def agent_available() -> bool:
-    """Whether the node agent (``python -m sm_agent run``) is part of this installation."""
-    return importlib.util.find_spec("sm_agent.__main__") is not None
-
-
 @dataclass
 class Started:
     """What ``up`` reports once everything is ready."""
@@ -117,7 +106,7 @@ class Started:
     first_start: bool
     seconds: float
     children: dict[str, int] = field(default_factory=dict)
-    # (label, text) lines for the banner: the local agent, what is missing.
+    # (label, text) lines for the banner (the local agent).
     notes: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -147,7 +136,6 @@ class Launch:
         self.where = endpoints(options)
         self.logs = self.data.root / "logs"
         self.redis_url = options.redis_url or ""
-        self.env: dict[str, str] = {}
 
     def _alive(self, name: str) -> Callable[[], bool]:
         def alive() -> bool:
@@ -197,16 +185,22 @@ class Launch:
         return env
 
     def service_specs(self) -> list[ChildSpec]:
-        """The API, worker and gateway processes."""
+        """The API, gateway and worker processes."""
         env = self._child_env()
         options = self.options
         common = ("--data-dir", str(self.data.root), "--host", options.host)
-        specs = [
+        return [
             ChildSpec(
                 "api",
                 _smctl("serve", "api", *common, "--port", str(options.port)),
                 env,
                 self.logs / "api.log",
+            ),
+            ChildSpec(
+                "gateway",
+                _smctl("serve", "gateway", *common, "--port", str(options.port + 1)),
+                env,
+                self.logs / "gateway.log",
             ),
             ChildSpec(
                 "worker",
@@ -215,16 +209,6 @@ class Launch:
                 self.logs / "worker.log",
             ),
         ]
-        if gateway_available():
-            specs.append(
-                ChildSpec(
-                    "gateway",
-                    _smctl("serve", "gateway", *common, "--port", str(options.port + 1)),
-                    env,
-                    self.logs / "gateway.log",
-                )
-            )
-        return specs
 
     def _probe(self, name: str, tls: ssl.SSLContext) -> Probe:
         if name == "api":
@@ -281,13 +265,11 @@ class Launch:
         if not await self.start_redis() or not await self.start_services():
             return
         notes: list[tuple[str, str]] = []
-        if self.options.agent and gateway_available() and agent_available():
+        if self.options.agent:
             agent = await self.start_agent()
             if agent is None:
                 return
             notes.append((banner.AGENT, agent))
-        elif not gateway_available():
-            notes.append(("Note", "this installation has no gateway: agents cannot connect"))
         report(
             Started(
                 keys=current_keys(self.data),
