@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+from harness import bearer_refusal
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sm_shared import connexion_tuning
 from sm_shared.api_app import ServiceState, build_api_app
 from sm_shared.datadir import DataDir
-from sm_shared.tokens import InvalidToken, TokenVerifier
+from sm_shared.tokens import TokenVerifier
 
 ITEMS = [{"id": f"node-{i}", "name": f"node-{i}", "status": "online"} for i in range(10)]
 
@@ -41,15 +42,10 @@ async def ping(limit: int = 100) -> dict[str, Any]:
 def starlette_app() -> Starlette:
     verifier = TokenVerifier(_data())
 
-    async def handler(request: Request) -> JSONResponse:
-        auth = request.headers.get("authorization", "")
-        _, _, token = auth.partition(" ")
-        try:
-            claims = verifier.verify(token)
-        except InvalidToken:
-            return JSONResponse({"title": "Unauthorized"}, status_code=401)
-        if "nodes:read" not in claims.scopes:
-            return JSONResponse({"title": "Forbidden"}, status_code=403)
+    async def handler(request: Request) -> Response:
+        refusal = bearer_refusal(request, verifier, "nodes:read")
+        if refusal is not None:
+            return refusal
         limit = int(request.query_params.get("limit", "100"))
         return JSONResponse(await ping(limit))
 
