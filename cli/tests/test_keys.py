@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from sm_ctl import main
+from sm_ctl.keyring import Keys
 from sm_ctl.main import app
 from sm_registry import RegistrySettings, create_app
 from sm_shared.access_keys import AccessKey, KeyKind, load_key
@@ -139,3 +141,17 @@ def test_rotation_keeps_enrolled_nodes_working(registry: Any, data_dir: DataDir)
         nodes = registry.get("/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})
         assert nodes.status_code == 200
         assert nodes.json()["total"] == 2
+
+
+def test_every_fingerprint_prints_as_hex() -> None:
+    """Colon-separated hex pairs look like emoji codes (':cd:') to rich; none may be replaced."""
+    fingerprint = bytes(range(0xC0, 0xE0))  # CD, DA, ... and many more pairs
+    keys = Keys(
+        AccessKey.generate(KeyKind.ENROLLMENT, fingerprint),
+        AccessKey.generate(KeyKind.SECRET, fingerprint),
+        fingerprint,
+    )
+    with main.out.capture() as captured:
+        main._print_keys(keys)
+    assert _value(captured.get(), "CA fingerprint (SHA-256)") == keys.fingerprint_hex
+    assert keys.fingerprint_hex.startswith("C0:C1:C2")

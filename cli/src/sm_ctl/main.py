@@ -49,8 +49,9 @@ keys_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 
 # soft_wrap: a key must stay on one line however narrow the terminal (people copy it).
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# emoji off: rich would turn the ':CD:' of a fingerprint into an emoji.
+out = Console(soft_wrap=True, highlight=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
 DataDirOption = Annotated[
     Path | None,
