@@ -99,6 +99,11 @@ def test_up_prints_the_keys_serves_tls_and_stops_cleanly(
         assert set(ready.json()["services"]) == {"registry", "metrics", "commands"}
         gateway = facts.gateway_url.replace("wss://", "https://").replace("/agent/ws", "/readyz")
         assert httpx.get(gateway, verify=tls(up.data), trust_env=False).status_code == 200
+        # The API process points agents that knock on the wrong port to the gateway.
+        wrong = client.get("/agent/ws")
+        assert wrong.status_code == 404
+        origin = facts.gateway_url.removesuffix("/agent/ws")
+        assert wrong.json()["detail"] == f"/agent/ws is served by the gateway at {origin}"
 
         # The enrollment key is not a client secret.
         refused = admin_token(client, facts.enrollment_key)

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -47,10 +48,16 @@ def api_app(service: Service, data_dir: Path) -> ASGIApp:
     return app
 
 
-def combined_app(data_dir: Path, elsewhere: Mapping[str, str] | None = None) -> ServiceRouter:
-    """The registry, metrics and commands apps behind one router (one combined lifespan)."""
+def combined_app(data_dir: Path) -> ServiceRouter:
+    """The registry, metrics and commands apps behind one router (one combined lifespan).
+
+    Requests for the gateway's paths are answered with a problem naming where
+    the gateway is (``SM_GATEWAY_URL``, as the registry tells agents).
+    """
+    gateway = urlsplit(RegistrySettings(data_dir=data_dir).gateway_url)
     return ServiceRouter(
-        {service.value: api_app(service, data_dir) for service in HTTP_APIS}, elsewhere
+        {service.value: api_app(service, data_dir) for service in HTTP_APIS},
+        elsewhere={"gateway": f"{gateway.scheme}://{gateway.netloc}"},
     )
 
 
