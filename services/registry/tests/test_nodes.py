@@ -12,7 +12,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
+from sm_registry import RegistrySettings, create_app, nodes
 from sm_registry.labels import Operator, Requirement, Selector
 from sm_registry.nodes import REVOCATIONS_STREAM
 from sm_registry.presence import LAST_SEEN_HASH
@@ -208,6 +208,34 @@ def test_pagination_and_sorting(client: TestClient, data_dir: DataDir) -> None:
         response = client.get("/api/v1/nodes", params=bad, headers=admin)
         assert response.status_code == 400, bad
         assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_deep_pages_equal_shallow_ones(
+    client: TestClient, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deep offsets find the page on the sort index first; the pages must not change."""
+    operator = bearer(data_dir, "operator")
+    ids = [enroll(client, data_dir, f"h{i % 4}-{i:02d}")["node_id"] for i in range(14)]
+    client.post(
+        "/api/v1/nodes/bulk",
+        json={"node_ids": ids[::2], "labels": {"set": {"even": ""}}},
+        headers=operator,
+    )
+    queries: list[dict[str, Any]] = [
+        {"sort": sort, "order": order, "limit": limit, "offset": offset}
+        for sort in ("name", "hostname", "created")
+        for order in ("asc", "desc")
+        for limit, offset in ((3, 0), (3, 4), (5, 10), (4, 13), (2, 20))
+    ]
+    queries += [{**q, "selector": "even", "q": "h1"} for q in queries[:10]]
+
+    def pages() -> list[Any]:
+        return [client.get("/api/v1/nodes", params=q, headers=operator).json() for q in queries]
+
+    shallow = pages()
+    monkeypatch.setattr(nodes, "DEEP_OFFSET", 0)
+    assert pages() == shallow
+    assert any(page["items"] for page in shallow[1:])
 
 
 def test_status_and_last_seen_come_from_presence(
