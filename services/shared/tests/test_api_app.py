@@ -25,7 +25,7 @@ from sm_shared.datadir import DataDir
 from sm_shared.problems import PROBLEM_MEDIA_TYPE
 from sm_shared.tokens import TokenVerifier, issue_access_token
 
-MAX_BODY = 1024
+MAX_BODY = 4096
 
 SPEC = """
 openapi: 3.0.3
@@ -271,6 +271,7 @@ def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
         (b"[]", "application/json"),
         (b"", "application/json"),
         (b"name=x", "application/x-www-form-urlencoded"),
+        (b"[" * 1500 + b"]" * 1500, "application/json"),
     ],
     ids=[
         "not-utf8",
@@ -281,6 +282,7 @@ def test_unknown_route_and_method_are_problems(client: TestClient) -> None:
         "array",
         "empty",
         "wrong-media-type",
+        "deep-nesting",
     ],
 )
 def test_bad_bodies_are_precise_problems_never_500(

@@ -263,6 +263,14 @@ def _undecodable_body(request: ConnexionRequest, exc: Exception) -> ConnexionRes
     return _problem_handler(request, _BadBody("the request body is not valid UTF-8 JSON"))
 
 
+def _recursion(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    # CPython's JSON decoder gives up on deep nesting with a RecursionError (a
+    # 500 in Connexion). That is bad input; any other RecursionError is ours.
+    if "decoding a JSON" in str(exc):
+        return _problem_handler(request, _BadBody("the request body is nested too deeply"))
+    return _problem_handler(request, ProblemError("the server could not complete the request"))
+
+
 class _BadBody(ProblemError):
     status = 400
     title = "Bad Request"
@@ -320,6 +328,7 @@ def build_api_app(
     )
     app.add_error_handler(ProblemError, _problem_handler)
     app.add_error_handler(UnicodeDecodeError, _undecodable_body)
+    app.add_error_handler(RecursionError, _recursion)
     return app
 
 
