@@ -137,16 +137,23 @@ class Launch:
         self.logs = self.data.root / "logs"
         self.redis_url = options.redis_url or ""
 
-    def _alive(self, name: str) -> Callable[[], bool]:
+    @staticmethod
+    def _alive(child: Child) -> Callable[[], bool]:
+        """Whether the process ``child`` runs now is still running.
+
+        A restart in between (the supervisor's) counts as a death: a probe
+        that is slow to fail must not hide it.
+        """
+        first = child.process
+
         def alive() -> bool:
-            process = self.supervisor.children[name].process
-            return process is not None and process.returncode is None
+            return child.process is first and first is not None and first.returncode is None
 
         return alive
 
     async def _ready(self, child: Child | None, name: str, probe: Probe) -> None:
         """Wait for ``probe``; UpFailed (with the child's log) when it never succeeds."""
-        alive = self._alive(child.spec.name) if child is not None else (lambda: True)
+        alive = self._alive(child) if child is not None else (lambda: True)
         try:
             await wait_until(name, probe, within=self.options.ready_timeout, alive=alive)
         except NotReady as exc:

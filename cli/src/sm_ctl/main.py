@@ -223,12 +223,15 @@ def serve(
 
         worker.run(data.root)
         return
-    # Only the HTTP services and the gateway need Connexion, uvicorn and the service packages.
+    if service is Service.GATEWAY:
+        from sm_ctl import gateway
+
+        gateway.serve(listener, data)
+        return
+    # Only the HTTP services need Connexion, uvicorn and the service packages.
     from sm_ctl import services
 
-    if service is Service.GATEWAY:
-        services.serve_gateway(listener, data)
-    elif service is Service.API:
+    if service is Service.API:
         services.serve_http(services.combined_app(data.root), listener, data)
     else:
         services.serve_http(services.api_app(service, data.root), listener, data)

@@ -1,20 +1,16 @@
-"""Running one service in this process: what ``smctl serve`` (and each child of ``up``) does.
+"""Running an HTTP service in this process: ``smctl serve api|registry|metrics|commands``.
 
-HTTP services run under uvicorn; ``api`` is the registry, metrics and commands
-apps behind one :class:`~sm_ctl.router.ServiceRouter`. TLS uses the data
+They run under uvicorn; ``api`` is the registry, metrics and commands apps
+behind one :class:`~sm_ctl.router.ServiceRouter`. TLS uses the data
 directory's server certificate unless the caller turns it off (behind a proxy
-that terminates TLS).
+that terminates TLS). The gateway runs from :mod:`sm_ctl.gateway`, the worker
+from :mod:`sm_ctl.worker`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -84,29 +80,3 @@ def serve_http(app: ASGIApp, listener: Listener, data: DataDir) -> None:
     if not server.started:
         # uvicorn logs why (port in use, lifespan failure) and returns; make it an error.
         raise SystemExit(3)
-
-
-def serve_gateway(listener: Listener, data: DataDir) -> None:
-    """Run the gateway (``sm_gateway.server.serve``) until SIGTERM/SIGINT."""
-    from sm_gateway.server import serve
-    from sm_gateway.settings import GatewaySettings
-
-    if not listener.tls:
-        raise SystemExit(
-            "the gateway always serves TLS (agents verify it with the core CA); drop --no-tls"
-        )
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = GatewaySettings(data_dir=data.root, host=listener.host, port=listener.port)
-    asyncio.run(until_signalled(serve(settings)))
-
-
-async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` until it returns or SIGTERM/SIGINT arrives (then cancel it)."""
-    task = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
