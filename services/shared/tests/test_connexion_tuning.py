@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.testclient import TestClient
 
 from sm_shared import connexion_tuning
 from sm_shared.api_app import ServiceState, build_api_app
@@ -53,7 +54,9 @@ async def echo(kind, limit=3, token_info=None):
 
 
 @pytest.fixture
-def client(tmp_path: Path, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def client(
+    tmp_path: Path, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
     (tmp_path / "tuning_spec.yaml").write_text(SPEC)
     (tmp_path / "tuning_handlers.py").write_text(HANDLERS)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -87,7 +90,7 @@ def test_applies_to_the_pinned_version() -> None:
     assert connexion_tuning.apply() is True
 
 
-def test_each_request_gets_its_own_arguments(client, data_dir: DataDir) -> None:  # type: ignore[no-untyped-def]
+def test_each_request_gets_its_own_arguments(client: TestClient, data_dir: DataDir) -> None:
     seen = [
         client.get(f"/items/{kind}", params=params, headers=_auth(data_dir, sub)).json()
         for kind, params, sub in [
@@ -113,8 +116,8 @@ def test_each_request_gets_its_own_arguments(client, data_dir: DataDir) -> None:
     ],
 )
 def test_cached_validators_still_reject(
-    client, data_dir: DataDir, path: str, params: dict[str, object]
-) -> None:  # type: ignore[no-untyped-def]
+    client: TestClient, data_dir: DataDir, path: str, params: dict[str, object]
+) -> None:
     # a valid request first, so every cache is warm
     assert (
         client.get("/items/a", params={"limit": 2}, headers=_auth(data_dir, "u")).status_code == 200
@@ -124,7 +127,7 @@ def test_cached_validators_still_reject(
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_scopes_still_enforced_after_warm_up(client, data_dir: DataDir) -> None:  # type: ignore[no-untyped-def]
+def test_scopes_still_enforced_after_warm_up(client: TestClient, data_dir: DataDir) -> None:
     assert client.get("/items/a", headers=_auth(data_dir, "u")).status_code == 200
     token = issue_access_token(
         data_dir, subject="v", client_id="t", scopes=["metrics:read"], ttl=60
