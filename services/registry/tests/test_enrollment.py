@@ -14,14 +14,13 @@ from starlette.testclient import TestClient
 
 from sm_registry import RegistrySettings, create_app
 from sm_registry.enrollment import BACKOFF_BUCKET
-from sm_registry.nodes import REVOCATIONS_STREAM
 from sm_shared.access_keys import KeyKind, b64url, rotate_access_key
 from sm_shared.audit import AuditEvent
 from sm_shared.command_keys import command_public_key
 from sm_shared.datadir import DataDir
 from sm_shared.pki import ca_fingerprint
 from sm_shared.scopes import BUILTIN_ROLES, NODES_READ, SERVICE
-from sm_shared.streams import AUDIT_STREAM
+from sm_shared.streams import AUDIT_STREAM, REVOCATIONS_STREAM
 from sm_shared.tokens import issue_access_token
 
 FACTS: dict[str, Any] = {

@@ -14,12 +14,10 @@ from starlette.testclient import TestClient
 
 from sm_registry import RegistrySettings, create_app, nodes
 from sm_registry.labels import Operator, Requirement, Selector
-from sm_registry.nodes import REVOCATIONS_STREAM
-from sm_registry.presence import LAST_SEEN_HASH
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import BUILTIN_ROLES, NODES_READ, SERVICE
-from sm_shared.streams import AUDIT_STREAM, presence_key
+from sm_shared.streams import AUDIT_STREAM, LAST_SEEN_HASH, REVOCATIONS_STREAM, presence_key
 from sm_shared.tokens import issue_access_token
 
 FACTS: dict[str, Any] = {

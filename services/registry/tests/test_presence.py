@@ -10,8 +10,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from sm_registry.presence import CHUNK, LAST_SEEN_HASH, Presence, read_presence
-from sm_shared.streams import presence_key
+from sm_registry.presence import CHUNK, Presence, read_presence
+from sm_shared.streams import LAST_SEEN_HASH, presence_key
 
 
 @pytest.fixture

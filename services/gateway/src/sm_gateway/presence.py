@@ -21,9 +21,8 @@ from typing import Final
 import orjson
 from redis.asyncio import Redis
 
-from sm_shared.streams import EVENTS_CHANNEL, presence_key, route_key
+from sm_shared.streams import EVENTS_CHANNEL, LAST_SEEN_HASH, presence_key, route_key
 
-LAST_SEEN_HASH: Final = "last-seen"
 PRESENCE_INTERVALS: Final = 3
 
 # Deletes presence and route only while they are still this connection's: a

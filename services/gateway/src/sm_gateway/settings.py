@@ -21,8 +21,6 @@ class GatewaySettings(CoreSettings):
     port: int = DEFAULT_PORTS["gateway"]
     # The registry, asked who a node credential belongs to (verified with the data dir's CA).
     registry_url: str = "https://127.0.0.1:8101"
-    # Seconds between heartbeats, told to agents in welcome; presence lives 3 intervals.
-    heartbeat_interval: float = Field(default=5.0, ge=1.0, le=3600.0)
     gateway_id: str = Field(default_factory=default_gateway_id, min_length=1, max_length=128)
     # Frames above this close the connection with 1009.
     agent_max_message_bytes: int = Field(default=128 * 1024, ge=4096)

@@ -65,7 +65,6 @@ if TYPE_CHECKING:
 SERVICE: Final = "registry"
 CREDENTIAL_PREFIX: Final = "smn1"
 TOKEN_PREFIX: Final = "smt1"  # noqa: S105 (a prefix, not a secret)
-HEARTBEAT_INTERVAL: Final = 5
 BACKOFF_BUCKET: Final = "enroll"
 
 
@@ -493,5 +492,5 @@ async def enroll(
         "credential": enrolled.credential,
         "command_public_key": command_public_key(ctx.data),
         "gateway_url": ctx.settings.gateway_url,
-        "heartbeat_interval": HEARTBEAT_INTERVAL,
+        "heartbeat_interval": ctx.settings.heartbeat_interval,
     }

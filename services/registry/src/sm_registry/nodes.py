@@ -35,10 +35,11 @@ from sm_registry.labels import (
     validate_key,
     validate_labels,
 )
-from sm_registry.presence import LAST_SEEN_HASH, OFFLINE_NEVER_SEEN, Presence, read_presence
+from sm_registry.presence import OFFLINE_NEVER_SEEN, Presence, read_presence
 from sm_shared.audit import AuditEvent, emit
 from sm_shared.database import writer
 from sm_shared.problems import BadRequest, Conflict, NotFound
+from sm_shared.streams import LAST_SEEN_HASH, REVOCATIONS_STREAM
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from sm_registry.context import RegistryContext
 
 SERVICE: Final = "registry"
-REVOCATIONS_STREAM: Final = "revocations"
 # Revocations matter only while some gateway may still hold the node's
 # connection; an approximate cap keeps the stream from growing forever.
 REVOCATIONS_MAXLEN: Final = 10_000

@@ -18,9 +18,8 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 
-from sm_shared.streams import presence_key
+from sm_shared.streams import LAST_SEEN_HASH, presence_key
 
-LAST_SEEN_HASH: Final = "last-seen"
 # Up to this many ids (a page): one pipelined MGET + HMGET.
 CHUNK: Final = 1_000
 # Ids per script call beyond that: few round trips at 10,000 nodes, and each

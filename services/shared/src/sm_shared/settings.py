@@ -21,6 +21,9 @@ class CoreSettings(BaseSettings):
     # Response validation catches drift between the contract and the code;
     # tests keep it on, production may turn it off for speed.
     validate_responses: bool = False
+    # Seconds between agent heartbeats: the registry tells enrolling agents, the
+    # gateway tells connecting ones (welcome); presence lives three intervals.
+    heartbeat_interval: int = Field(default=5, ge=1, le=3600)
 
     @property
     def data(self) -> DataDir:

@@ -6,6 +6,11 @@ METRICS_STREAM: Final = "metrics"
 RESULTS_STREAM: Final = "results"
 AUDIT_STREAM: Final = "audit"
 EVENTS_CHANNEL: Final = "events"
+# Registry → gateways: a node deleted or replaced; its connection must close (fields
+# ``node_id``, ``reason`` = deleted|replaced, ``at``).
+REVOCATIONS_STREAM: Final = "revocations"
+# Hash node id → Unix time of its last heartbeat (gateways write, the registry reads).
+LAST_SEEN_HASH: Final = "last-seen"
 
 
 def gateway_inbox(gateway_id: str) -> str:
