@@ -91,8 +91,8 @@ class ServiceState:
 class ServiceResources:
     """A service's database engine and Redis client, created when its app is built.
 
-    Neither connects until first used; ``aclose`` releases both. Handlers reach
-    them through ``request.state.service.resources``.
+    Neither connects until first used; the app's lifespan releases both when it
+    ends. Handlers reach them through ``request.state.service.extra["resources"]``.
     """
 
     engine: Engine
