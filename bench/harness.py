@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(app: str, probe_path: str, env: dict[str, str]) -> Iterator[str]:
+def served(app: str, probe_path: str, env: dict[str, str], workers: int = 1) -> Iterator[str]:
     """Run ``module:factory`` (from this folder) under uvicorn; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
