@@ -49,6 +49,8 @@ def served(app: str, probe_path: str, env: dict[str, str], workers: int = 1) -> 
             "--no-access-log",
             "--log-level",
             "warning",
+            "--workers",
+            str(workers),
         ],
         cwd=HERE,
         env=env,
