@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import TOKEN_PATH
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import BUILTIN_ROLES
-from sm_shared.streams import AUDIT_STREAM
-from sm_shared.tokens import TokenVerifier, issue_access_token
+from sm_shared.tokens import TokenVerifier
 
 CLIENTS = "/api/v1/clients"
-
-
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client(base_url="https://testserver") as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(data_dir: DataDir) -> dict[str, str]:
-    token = issue_access_token(
-        data_dir, subject="root", client_id="sm-admin", scopes=["admin"], ttl=300
-    )
-    return {"Authorization": f"Bearer {token}"}
+AssertProblem = Callable[..., dict[str, Any]]
 
 
 def client_token(client: TestClient, client_id: str, secret: str) -> Any:
@@ -45,15 +26,12 @@ def client_token(client: TestClient, client_id: str, secret: str) -> Any:
     )
 
 
-def assert_problem(response: Any, status: int, *words: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    for word in words:
-        assert word in response.json()["detail"]
-
-
 def test_service_client_lifecycle(
-    client: TestClient, admin: dict[str, str], data_dir: DataDir, redis_url: str
+    client: TestClient,
+    admin: dict[str, str],
+    data_dir: DataDir,
+    audit_events: Callable[[], list[AuditEvent]],
+    assert_problem: AssertProblem,
 ) -> None:
     created = client.post(
         CLIENTS,
@@ -102,16 +80,11 @@ def test_service_client_lifecycle(
     assert_problem(client.get(f"{CLIENTS}/backup-job", headers=admin), 404, "backup-job")
     assert_problem(client.delete(f"{CLIENTS}/backup-job", headers=admin), 404)
 
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    events = [
-        AuditEvent.from_fields(f)
-        for _, f in cast(list[tuple[str, dict[str, str]]], r.xrange(AUDIT_STREAM))
-    ]
-    r.close()
+    events = audit_events()
     assert [(e.actor, e.action, e.target) for e in events] == [
-        ("root", "client.create", "client:backup-job"),
-        ("root", "client.update", "client:backup-job"),
-        ("root", "client.delete", "client:backup-job"),
+        ("admin-user", "client.create", "client:backup-job"),
+        ("admin-user", "client.update", "client:backup-job"),
+        ("admin-user", "client.delete", "client:backup-job"),
     ]
     assert all(secret not in str(e.detail) for e in events)
 
@@ -154,23 +127,27 @@ def test_service_client_with_a_custom_role(client: TestClient, admin: dict[str, 
     ],
 )
 def test_bad_client_input_is_a_precise_problem(
-    client: TestClient, admin: dict[str, str], body: dict[str, Any], status: int, words: list[str]
+    client: TestClient,
+    admin: dict[str, str],
+    assert_problem: AssertProblem,
+    body: dict[str, Any],
+    status: int,
+    words: list[str],
 ) -> None:
     assert_problem(client.post(CLIENTS, json=body, headers=admin), status, *words)
     assert client.get(CLIENTS, headers=admin).json()["total"] == 0
 
 
 def test_names_are_unique_across_users_and_clients(
-    client: TestClient, admin: dict[str, str]
+    client: TestClient,
+    admin: dict[str, str],
+    create_user: Callable[..., dict[str, Any]],
+    assert_problem: AssertProblem,
 ) -> None:
     body = {"client_id": "backup", "role": "viewer"}
     assert client.post(CLIENTS, json=body, headers=admin).status_code == 201
     assert_problem(client.post(CLIENTS, json=body, headers=admin), 409, "backup")
-    client.post(
-        "/api/v1/users",
-        json={"username": "carol", "password": "carol-password", "role": "viewer"},
-        headers=admin,
-    )
+    create_user("carol")
     assert_problem(
         client.post(CLIENTS, json={"client_id": "carol", "role": "viewer"}, headers=admin),
         409,
@@ -178,7 +155,9 @@ def test_names_are_unique_across_users_and_clients(
     )
 
 
-def test_bad_client_updates(client: TestClient, admin: dict[str, str]) -> None:
+def test_bad_client_updates(
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
+) -> None:
     client.post(CLIENTS, json={"client_id": "backup", "role": "viewer"}, headers=admin)
     assert_problem(client.patch(f"{CLIENTS}/backup", json={}, headers=admin), 400)
     assert_problem(
@@ -190,11 +169,7 @@ def test_bad_client_updates(client: TestClient, admin: dict[str, str]) -> None:
     assert client.get(f"{CLIENTS}/backup", headers=admin).json()["role"] == "viewer"
 
 
-def test_only_admins_manage_service_clients(client: TestClient, data_dir: DataDir) -> None:
-    token = issue_access_token(
-        data_dir, subject="op", client_id="sm-client", scopes=BUILTIN_ROLES["operator"], ttl=300
-    )
-    operator = {"Authorization": f"Bearer {token}"}
+def test_only_admins_manage_service_clients(client: TestClient, operator: dict[str, str]) -> None:
     body = {"client_id": "backup", "role": "admin"}
     assert client.post(CLIENTS, json=body, headers=operator).status_code == 403
     assert client.get(CLIENTS, headers=operator).status_code == 403

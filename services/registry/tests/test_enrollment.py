@@ -5,97 +5,51 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
+from sm_registry import RegistrySettings
 from sm_registry.enrollment import BACKOFF_BUCKET
 from sm_shared.access_keys import KeyKind, b64url, rotate_access_key
 from sm_shared.audit import AuditEvent
 from sm_shared.command_keys import command_public_key
 from sm_shared.datadir import DataDir
 from sm_shared.pki import ca_fingerprint
-from sm_shared.scopes import BUILTIN_ROLES, NODES_READ, SERVICE
-from sm_shared.streams import AUDIT_STREAM, REVOCATIONS_STREAM
-from sm_shared.tokens import issue_access_token
+from sm_shared.streams import REVOCATIONS_STREAM
 
-FACTS: dict[str, Any] = {
-    "hostname": "web-1",
-    "os": "Debian GNU/Linux 12 (bookworm)",
-    "kernel": "6.1.0-18-amd64",
-    "arch": "x86_64",
-    "cpu_model": "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
-    "cpu_count": 4,
-    "memory_total": 8_331_534_336,
-    "addresses": [{"interface": "eth0", "family": "ipv4", "address": "10.0.0.11"}],
-    "agent_version": "0.1.0",
-    "boot_id": "2f0c1e1a-6f59-4f5e-9a43-3d8a4a1f7c22",
-}
 GATEWAY_URL = "wss://core.example:8104/agent/ws"
+EnrollBody = Callable[..., dict[str, Any]]
+Stream = Callable[[str], list[dict[str, str]]]
+AuditEvents = Callable[[], list[AuditEvent]]
 
 
 @pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root,
-        redis_url=redis_url,
-        validate_responses=True,
-        gateway_url=GATEWAY_URL,
-    )
-    with create_app(settings).test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def stream(store: redis.Redis, name: str) -> list[dict[str, str]]:
-    """The fields of every entry of a Redis stream (redis-py types sync and async alike)."""
-    entries = store.xrange(name)
-    assert isinstance(entries, list)
-    return [fields for _, fields in entries]
-
-
-def bearer(data: DataDir, role: str) -> dict[str, str]:
-    scopes = (SERVICE, NODES_READ) if role == "service" else BUILTIN_ROLES[role]
-    token = issue_access_token(
-        data, subject=f"{role}-user", client_id="tests", scopes=scopes, ttl=600
-    )
-    return {"Authorization": f"Bearer {token}"}
+def settings(settings: RegistrySettings) -> RegistrySettings:
+    return settings.model_copy(update={"gateway_url": GATEWAY_URL})
 
 
 def enrollment_key(data: DataDir) -> str:
     return data.enrollment_key.read_text().strip()
 
 
-def enroll_body(key: str | None, hostname: str = "web-1", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "machine_id": f"machine-{hostname}",
-        "facts": {**FACTS, "hostname": hostname},
-        **extra,
-    }
-    if key is not None:
-        body["key"] = key
-    return body
-
-
-def authenticate(client: TestClient, data: DataDir, credential: str) -> Any:
+def authenticate(client: TestClient, headers: dict[str, str], credential: str) -> Any:
     return client.post(
-        "/api/v1/nodes/authenticate",
-        json={"credential": credential},
-        headers=bearer(data, "service"),
+        "/api/v1/nodes/authenticate", json={"credential": credential}, headers=headers
     )
 
 
-def test_enroll_with_the_key(client: TestClient, data_dir: DataDir, store: redis.Redis) -> None:
+def test_enroll_with_the_key(
+    client: TestClient,
+    data_dir: DataDir,
+    viewer: dict[str, str],
+    service: dict[str, str],
+    enroll_body: EnrollBody,
+    audit_events: AuditEvents,
+) -> None:
     response = client.post("/api/v1/enroll", json=enroll_body(enrollment_key(data_dir)))
     assert response.status_code == 201, response.text
     enrolled = response.json()
@@ -123,7 +77,7 @@ def test_enroll_with_the_key(client: TestClient, data_dir: DataDir, store: redis
     assert stored == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in dump
 
-    node = client.get(f"/api/v1/nodes/{node_id}", headers=bearer(data_dir, "viewer")).json()
+    node = client.get(f"/api/v1/nodes/{node_id}", headers=viewer).json()
     assert (node["name"], node["hostname"], node["machine_id"]) == (
         "web-1",
         "web-1",
@@ -131,18 +85,24 @@ def test_enroll_with_the_key(client: TestClient, data_dir: DataDir, store: redis
     )
     assert node["duplicate_of"] is None
 
-    who = authenticate(client, data_dir, enrolled["credential"])
+    who = authenticate(client, service, enrolled["credential"])
     assert who.status_code == 200
     assert who.json() == {"node_id": node_id, "name": "web-1", "group": None, "labels": {}}
 
-    events = [AuditEvent.from_fields(f) for f in stream(store, AUDIT_STREAM)]
+    events = audit_events()
     assert [(e.actor, e.action, e.target) for e in events] == [
         (f"node:{node_id}", "node.enroll", f"node:{node_id}")
     ]
     assert events[0].detail["via"] == "enrollment-key"
 
 
-def test_wrong_keys_and_bad_bodies(client: TestClient, data_dir: DataDir) -> None:
+def test_wrong_keys_and_bad_bodies(
+    client: TestClient,
+    data_dir: DataDir,
+    viewer: dict[str, str],
+    enroll_body: EnrollBody,
+    facts: dict[str, Any],
+) -> None:
     key = enrollment_key(data_dir)
     secret_key = data_dir.secret_key.read_text().strip()
     for wrong in (key[:-4] + "AAAA", secret_key, "nonsense", "smt1.x.y", "smn1.a.b"):
@@ -150,43 +110,41 @@ def test_wrong_keys_and_bad_bodies(client: TestClient, data_dir: DataDir) -> Non
         assert response.status_code == 401, wrong
         assert response.headers["content-type"] == "application/problem+json"
     bad_facts = [
-        {**FACTS, "extra": 1},
-        {k: v for k, v in FACTS.items() if k != "boot_id"},
-        {**FACTS, "cpu_count": 0},
-        {**FACTS, "hostname": ""},
-        {**FACTS, "addresses": [{"interface": "eth0", "address": "10.0.0.1"}]},
-        {**FACTS, "memory_total": "lots"},
+        {**facts, "extra": 1},
+        {k: v for k, v in facts.items() if k != "boot_id"},
+        {**facts, "cpu_count": 0},
+        {**facts, "hostname": ""},
+        {**facts, "addresses": [{"interface": "eth0", "address": "10.0.0.1"}]},
+        {**facts, "memory_total": "lots"},
     ]
-    for facts in bad_facts:
-        response = client.post(
-            "/api/v1/enroll", json={"key": key, "machine_id": "m", "facts": facts}
-        )
-        assert response.status_code == 400, facts
+    for bad in bad_facts:
+        response = client.post("/api/v1/enroll", json={"key": key, "machine_id": "m", "facts": bad})
+        assert response.status_code == 400, bad
     for body in (
-        {"key": key, "facts": FACTS},
-        {"key": key, "machine_id": "bad id!", "facts": FACTS},
-        {"key": key, "machine_id": "m", "facts": FACTS, "role": "admin"},
+        {"key": key, "facts": facts},
+        {"key": key, "machine_id": "bad id!", "facts": facts},
+        {"key": key, "machine_id": "m", "facts": facts, "role": "admin"},
     ):
         assert client.post("/api/v1/enroll", json=body).status_code == 400, body
     neither = client.post("/api/v1/enroll", json=enroll_body(None))
     assert neither.status_code == 400
     assert "key" in neither.json()["detail"]
-    assert client.get("/api/v1/nodes", headers=bearer(data_dir, "viewer")).json()["total"] == 0
+    assert client.get("/api/v1/nodes", headers=viewer).json()["total"] == 0
 
 
 def test_rotated_key_refuses_the_old_one_and_nodes_keep_working(
-    client: TestClient, data_dir: DataDir
+    client: TestClient, data_dir: DataDir, service: dict[str, str], enroll_body: EnrollBody
 ) -> None:
     old = enrollment_key(data_dir)
     enrolled = client.post("/api/v1/enroll", json=enroll_body(old)).json()
     new = str(rotate_access_key(data_dir, KeyKind.ENROLLMENT))
     assert client.post("/api/v1/enroll", json=enroll_body(old, "b")).status_code == 401
     assert client.post("/api/v1/enroll", json=enroll_body(new, "b")).status_code == 201
-    assert authenticate(client, data_dir, enrolled["credential"]).status_code == 200
+    assert authenticate(client, service, enrolled["credential"]).status_code == 200
 
 
 def test_failed_attempts_back_off(
-    client: TestClient, data_dir: DataDir, store: redis.Redis
+    client: TestClient, data_dir: DataDir, enroll_body: EnrollBody, store: redis.Redis
 ) -> None:
     for _ in range(6):
         assert client.post("/api/v1/enroll", json=enroll_body("sme1.bad.bad")).status_code == 401
@@ -204,9 +162,13 @@ def test_failed_attempts_back_off(
 
 
 def test_reenroll_with_the_credential_keeps_the_id_and_rotates_it(
-    client: TestClient, data_dir: DataDir
+    client: TestClient,
+    data_dir: DataDir,
+    admin: dict[str, str],
+    service: dict[str, str],
+    enroll_body: EnrollBody,
+    facts: dict[str, Any],
 ) -> None:
-    admin = bearer(data_dir, "admin")
     first = client.post("/api/v1/enroll", json=enroll_body(enrollment_key(data_dir))).json()
     node_id = first["node_id"]
     client.post("/api/v1/groups", json={"name": "web"}, headers=admin)
@@ -217,7 +179,7 @@ def test_reenroll_with_the_credential_keeps_the_id_and_rotates_it(
     )
 
     # the agent forgot the enrollment key: its credential alone re-enrolls it
-    upgraded = {**FACTS, "agent_version": "0.2.0", "hostname": "web-1b"}
+    upgraded = {**facts, "agent_version": "0.2.0", "hostname": "web-1b"}
     again = client.post(
         "/api/v1/enroll",
         json={"machine_id": "machine-web-1", "facts": upgraded, "credential": first["credential"]},
@@ -225,8 +187,8 @@ def test_reenroll_with_the_credential_keeps_the_id_and_rotates_it(
     assert again.status_code == 201, again.text
     assert again.json()["node_id"] == node_id
     assert again.json()["credential"] != first["credential"]
-    assert authenticate(client, data_dir, first["credential"]).status_code == 401
-    who = authenticate(client, data_dir, again.json()["credential"])
+    assert authenticate(client, service, first["credential"]).status_code == 401
+    who = authenticate(client, service, again.json()["credential"])
     assert who.json() == {
         "node_id": node_id,
         "name": "Web One",
@@ -277,9 +239,15 @@ def test_reenroll_with_the_credential_keeps_the_id_and_rotates_it(
 
 
 def test_duplicate_machine_id_is_flagged_and_settled_by_an_admin(
-    client: TestClient, data_dir: DataDir, store: redis.Redis
+    client: TestClient,
+    data_dir: DataDir,
+    admin: dict[str, str],
+    operator: dict[str, str],
+    service: dict[str, str],
+    enroll_body: EnrollBody,
+    stream: Stream,
+    audit_events: AuditEvents,
 ) -> None:
-    admin = bearer(data_dir, "admin")
     key = enrollment_key(data_dir)
     original = client.post("/api/v1/enroll", json=enroll_body(key, "web-1")).json()
     client.post("/api/v1/groups", json={"name": "web"}, headers=admin)
@@ -300,7 +268,6 @@ def test_duplicate_machine_id_is_flagged_and_settled_by_an_admin(
     other = client.post("/api/v1/enroll", json=enroll_body(key, "db-1")).json()
 
     url = f"/api/v1/nodes/{twin['node_id']}/duplicate"
-    operator = bearer(data_dir, "operator")
     assert client.post(url, json={"decision": "replace"}, headers=operator).status_code == 403
     assert client.post(url, json={"decision": "merge"}, headers=admin).status_code == 400
     not_flagged = client.post(
@@ -318,9 +285,9 @@ def test_duplicate_machine_id_is_flagged_and_settled_by_an_admin(
         None,
     )
     assert client.get(f"/api/v1/nodes/{original['node_id']}", headers=admin).status_code == 404
-    assert authenticate(client, data_dir, original["credential"]).status_code == 403
-    assert authenticate(client, data_dir, twin["credential"]).json()["name"] == "Web One"
-    assert [f["node_id"] for f in stream(store, REVOCATIONS_STREAM)] == [original["node_id"]]
+    assert authenticate(client, service, original["credential"]).status_code == 403
+    assert authenticate(client, service, twin["credential"]).json()["name"] == "Web One"
+    assert [f["node_id"] for f in stream(REVOCATIONS_STREAM)] == [original["node_id"]]
     # the third enrollment now duplicates the replacement
     assert (
         client.get(f"/api/v1/nodes/{third['node_id']}", headers=admin).json()["duplicate_of"]
@@ -333,13 +300,14 @@ def test_duplicate_machine_id_is_flagged_and_settled_by_an_admin(
     assert distinct.json()["name"] == "web-1"
     assert client.post(url, json={"decision": "replace"}, headers=admin).status_code == 409
 
-    actions = [AuditEvent.from_fields(f).action for f in stream(store, AUDIT_STREAM)]
+    actions = [e.action for e in audit_events()]
     assert "node.duplicate.replace" in actions
     assert "node.duplicate.distinct" in actions
 
 
-def test_deleting_the_original_clears_the_flag(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir, "admin")
+def test_deleting_the_original_clears_the_flag(
+    client: TestClient, data_dir: DataDir, admin: dict[str, str], enroll_body: EnrollBody
+) -> None:
     key = enrollment_key(data_dir)
     original = client.post("/api/v1/enroll", json=enroll_body(key)).json()
     twin = client.post("/api/v1/enroll", json=enroll_body(key)).json()
@@ -348,8 +316,13 @@ def test_deleting_the_original_clears_the_flag(client: TestClient, data_dir: Dat
     assert node["duplicate_of"] is None
 
 
-def test_enrollment_tokens(client: TestClient, data_dir: DataDir, store: redis.Redis) -> None:
-    admin = bearer(data_dir, "admin")
+def test_enrollment_tokens(
+    client: TestClient,
+    data_dir: DataDir,
+    admin: dict[str, str],
+    enroll_body: EnrollBody,
+    audit_events: AuditEvents,
+) -> None:
     client.post("/api/v1/groups", json={"name": "rack-12"}, headers=admin)
     created = client.post(
         "/api/v1/enrollment-tokens",
@@ -398,7 +371,7 @@ def test_enrollment_tokens(client: TestClient, data_dir: DataDir, store: redis.R
     after = client.get(f"/api/v1/enrollment-tokens/{token['id']}", headers=admin).json()
     assert (after["state"], after["uses"], after["uses_left"]) == ("exhausted", 2, 0)
     assert client.get("/api/v1/nodes", headers=admin).json()["total"] == 2
-    events = [AuditEvent.from_fields(f) for f in stream(store, AUDIT_STREAM)]
+    events = audit_events()
     assert {e.detail.get("via") for e in events if e.action == "node.enroll"} == {
         f"enrollment-token:{token['id']}"
     }
@@ -436,14 +409,14 @@ def test_enrollment_tokens(client: TestClient, data_dir: DataDir, store: redis.R
     # nodes a token enrolled keep working after it is spent or revoked
     assert client.get(f"/api/v1/nodes/{nodes[1]}", headers=admin).status_code == 200
 
-    actions = [AuditEvent.from_fields(f).action for f in stream(store, AUDIT_STREAM)]
+    actions = [e.action for e in audit_events()]
     assert actions.count("enrollment_token.create") == 3
     assert actions.count("enrollment_token.revoke") == 2
 
 
-def test_token_administration_is_for_admins(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir, "admin")
-    operator = bearer(data_dir, "operator")
+def test_token_administration_is_for_admins(
+    client: TestClient, admin: dict[str, str], operator: dict[str, str]
+) -> None:
     assert client.get("/api/v1/enrollment-tokens", headers=operator).status_code == 403
     assert client.post("/api/v1/enrollment-tokens", json={}, headers=operator).status_code == 403
     assert client.get("/api/v1/enrollment-tokens").status_code == 401
@@ -467,7 +440,13 @@ def test_token_administration_is_for_admins(client: TestClient, data_dir: DataDi
     )
 
 
-def test_authenticate(client: TestClient, data_dir: DataDir) -> None:
+def test_authenticate(
+    client: TestClient,
+    data_dir: DataDir,
+    admin: dict[str, str],
+    service: dict[str, str],
+    enroll_body: EnrollBody,
+) -> None:
     enrolled = client.post("/api/v1/enroll", json=enroll_body(enrollment_key(data_dir))).json()
     node_id = enrolled["node_id"]
     _, _, secret = enrolled["credential"].split(".")
@@ -478,20 +457,10 @@ def test_authenticate(client: TestClient, data_dir: DataDir) -> None:
         "smn1..",
         "garbage",
     ):
-        response = authenticate(client, data_dir, wrong)
+        response = authenticate(client, service, wrong)
         assert response.status_code == 401, wrong
         assert response.headers["content-type"] == "application/problem+json"
     # the service scope is required: even an admin token is refused
-    admin = client.post(
-        "/api/v1/nodes/authenticate",
-        json={"credential": enrolled["credential"]},
-        headers=bearer(data_dir, "admin"),
-    )
-    assert admin.status_code == 403
-    assert (
-        client.post(
-            "/api/v1/nodes/authenticate", json={}, headers=bearer(data_dir, "service")
-        ).status_code
-        == 400
-    )
-    assert authenticate(client, data_dir, enrolled["credential"]).status_code == 200
+    assert authenticate(client, admin, enrolled["credential"]).status_code == 403
+    assert client.post("/api/v1/nodes/authenticate", json={}, headers=service).status_code == 400
+    assert authenticate(client, service, enrolled["credential"]).status_code == 200

@@ -2,65 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
 from sm_shared.audit import AuditEvent
-from sm_shared.datadir import DataDir
-from sm_shared.scopes import BUILTIN_ROLES
-from sm_shared.streams import AUDIT_STREAM
-from sm_shared.tokens import issue_access_token
-
-FACTS: dict[str, Any] = {
-    "hostname": "web-1",
-    "os": "Debian GNU/Linux 12 (bookworm)",
-    "kernel": "6.1.0-18-amd64",
-    "arch": "x86_64",
-    "cpu_model": "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
-    "cpu_count": 4,
-    "memory_total": 8_331_534_336,
-    "addresses": [],
-    "agent_version": "0.1.0",
-    "boot_id": "2f0c1e1a-6f59-4f5e-9a43-3d8a4a1f7c22",
-}
 
 
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client() as test_client:
-        yield test_client
-
-
-def bearer(data: DataDir, role: str) -> dict[str, str]:
-    token = issue_access_token(
-        data, subject=f"{role}-user", client_id="tests", scopes=BUILTIN_ROLES[role], ttl=600
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def enroll(client: TestClient, data: DataDir, hostname: str) -> str:
-    response = client.post(
-        "/api/v1/enroll",
-        json={
-            "key": data.enrollment_key.read_text().strip(),
-            "machine_id": f"machine-{hostname}",
-            "facts": {**FACTS, "hostname": hostname},
-        },
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["node_id"])
-
-
-def test_create_list_rename_delete(client: TestClient, data_dir: DataDir, redis_url: str) -> None:
-    operator = bearer(data_dir, "operator")
+def test_create_list_rename_delete(
+    client: TestClient,
+    operator: dict[str, str],
+    enroll: Callable[..., dict[str, Any]],
+    audit_events: Callable[[], list[AuditEvent]],
+) -> None:
     created = client.post(
         "/api/v1/groups", json={"name": "web", "description": "Front ends"}, headers=operator
     )
@@ -73,7 +28,7 @@ def test_create_list_rename_delete(client: TestClient, data_dir: DataDir, redis_
     assert duplicate.status_code == 409
     assert duplicate.headers["content-type"] == "application/problem+json"
 
-    nodes = [enroll(client, data_dir, f"n{i}") for i in range(3)]
+    nodes = [enroll(f"n{i}")["node_id"] for i in range(3)]
     client.post(
         "/api/v1/nodes/bulk", json={"node_ids": nodes[:2], "group": "web"}, headers=operator
     )
@@ -104,12 +59,9 @@ def test_create_list_rename_delete(client: TestClient, data_dir: DataDir, redis_
         "db"
     ]
 
-    store = redis.Redis.from_url(redis_url, decode_responses=True)
-    entries = store.xrange(AUDIT_STREAM)
-    assert isinstance(entries, list)
-    events = [AuditEvent.from_fields(f) for _, f in entries]
-    store.close()
-    group_events = [(e.actor, e.action, e.target) for e in events if e.target.startswith("group:")]
+    group_events = [
+        (e.actor, e.action, e.target) for e in audit_events() if e.target.startswith("group:")
+    ]
     assert group_events == [
         ("operator-user", "group.create", "group:web"),
         ("operator-user", "group.create", "group:db"),
@@ -120,9 +72,8 @@ def test_create_list_rename_delete(client: TestClient, data_dir: DataDir, redis_
 
 
 def test_delete_is_refused_while_an_active_token_names_it(
-    client: TestClient, data_dir: DataDir
+    client: TestClient, admin: dict[str, str]
 ) -> None:
-    admin = bearer(data_dir, "admin")
     client.post("/api/v1/groups", json={"name": "web"}, headers=admin)
     token = client.post(
         "/api/v1/enrollment-tokens", json={"group": "web", "ttl": 3600}, headers=admin
@@ -137,9 +88,9 @@ def test_delete_is_refused_while_an_active_token_names_it(
     assert (kept["state"], kept["group"]) == ("revoked", None)
 
 
-def test_bad_input_and_scopes(client: TestClient, data_dir: DataDir) -> None:
-    viewer = bearer(data_dir, "viewer")
-    operator = bearer(data_dir, "operator")
+def test_bad_input_and_scopes(
+    client: TestClient, viewer: dict[str, str], operator: dict[str, str]
+) -> None:
     for body in (
         {},
         {"name": ""},

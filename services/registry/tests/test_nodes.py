@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,94 +12,40 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app, nodes
+from sm_registry import nodes
 from sm_registry.labels import Operator, Requirement, Selector
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
-from sm_shared.scopes import BUILTIN_ROLES, NODES_READ, SERVICE
-from sm_shared.streams import AUDIT_STREAM, LAST_SEEN_HASH, REVOCATIONS_STREAM, presence_key
+from sm_shared.scopes import BUILTIN_ROLES
+from sm_shared.streams import LAST_SEEN_HASH, REVOCATIONS_STREAM, presence_key
 from sm_shared.tokens import issue_access_token
 
-FACTS: dict[str, Any] = {
-    "hostname": "web-1",
-    "os": "Debian GNU/Linux 12 (bookworm)",
-    "kernel": "6.1.0-18-amd64",
-    "arch": "x86_64",
-    "cpu_model": "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
-    "cpu_count": 4,
-    "memory_total": 8_331_534_336,
-    "addresses": [{"interface": "eth0", "family": "ipv4", "address": "10.0.0.11"}],
-    "agent_version": "0.1.0",
-    "boot_id": "2f0c1e1a-6f59-4f5e-9a43-3d8a4a1f7c22",
-}
-
-
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def bearer(data: DataDir, role: str, subject: str | None = None) -> dict[str, str]:
-    # "service": what the built-in service client holds that matters here.
-    scopes = (SERVICE, NODES_READ) if role == "service" else BUILTIN_ROLES[role]
-    token = issue_access_token(
-        data, subject=subject or role, client_id="tests", scopes=scopes, ttl=600
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def enroll(
-    client: TestClient, data: DataDir, hostname: str, machine_id: str | None = None
-) -> dict[str, Any]:
-    response = client.post(
-        "/api/v1/enroll",
-        json={
-            "key": data.enrollment_key.read_text().strip(),
-            "machine_id": machine_id or f"machine-{hostname}",
-            "facts": {**FACTS, "hostname": hostname},
-        },
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def stream(store: redis.Redis, name: str) -> list[dict[str, str]]:
-    """The fields of every entry of a Redis stream (redis-py types sync and async alike)."""
-    entries = store.xrange(name)
-    assert isinstance(entries, list)
-    return [fields for _, fields in entries]
-
-
-def audit_events(store: redis.Redis) -> list[AuditEvent]:
-    return [AuditEvent.from_fields(fields) for fields in stream(store, AUDIT_STREAM)]
+Enroll = Callable[..., dict[str, Any]]
 
 
 def test_enroll_list_label_group_filter_resolve_delete(
-    client: TestClient, data_dir: DataDir, store: redis.Redis
+    client: TestClient,
+    data_dir: DataDir,
+    service: dict[str, str],
+    enroll: Enroll,
+    facts: dict[str, Any],
+    stream: Callable[[str], list[dict[str, str]]],
+    audit_events: Callable[[], list[AuditEvent]],
 ) -> None:
-    admin = bearer(data_dir, "admin", "alice")
-    web1 = enroll(client, data_dir, "web-1")
-    web2 = enroll(client, data_dir, "web-2")
-    db1 = enroll(client, data_dir, "db-1")
+    token = issue_access_token(
+        data_dir, subject="alice", client_id="tests", scopes=BUILTIN_ROLES["admin"], ttl=600
+    )
+    admin = {"Authorization": f"Bearer {token}"}
+    web1 = enroll("web-1")
+    web2 = enroll("web-2")
+    db1 = enroll("db-1")
 
     listed = client.get("/api/v1/nodes", headers=admin).json()
     assert listed["total"] == 3
     assert [n["name"] for n in listed["items"]] == ["db-1", "web-1", "web-2"]
     first = listed["items"][1]
     assert first["id"] == web1["node_id"]
-    assert first["facts"] == {**FACTS, "hostname": "web-1"}
+    assert first["facts"] == {**facts, "hostname": "web-1"}
     assert first["status"] == "offline"
     assert first["last_seen"] is None
     assert first["group"] is None
@@ -150,7 +96,6 @@ def test_enroll_list_label_group_filter_resolve_delete(
     }
 
     # delete: the credential stops working at once, and the gateways are told
-    service = bearer(data_dir, "service")
     check = {"credential": web1["credential"]}
     assert client.post("/api/v1/nodes/authenticate", json=check, headers=service).status_code == 200
     assert client.delete(f"/api/v1/nodes/{web1['node_id']}", headers=admin).status_code == 204
@@ -159,12 +104,12 @@ def test_enroll_list_label_group_filter_resolve_delete(
     assert refused.headers["content-type"] == "application/problem+json"
     assert client.get(f"/api/v1/nodes/{web1['node_id']}", headers=admin).status_code == 404
     assert client.delete(f"/api/v1/nodes/{web1['node_id']}", headers=admin).status_code == 404
-    revocations = stream(store, REVOCATIONS_STREAM)
+    revocations = stream(REVOCATIONS_STREAM)
     assert [fields["node_id"] for fields in revocations] == [web1["node_id"]]
     assert client.get("/api/v1/nodes", headers=admin).json()["total"] == 2
     assert client.get("/api/v1/groups/web", headers=admin).json()["node_count"] == 1
 
-    events = audit_events(store)
+    events = audit_events()
     actions = [(e.actor, e.action, e.target) for e in events]
     assert ("alice", "node.update", f"node:{web1['node_id']}") in actions
     assert ("alice", "node.bulk_update", "nodes") in actions
@@ -174,17 +119,16 @@ def test_enroll_list_label_group_filter_resolve_delete(
     assert all(e.service == "registry" for e in events)
 
 
-def test_pagination_and_sorting(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir, "viewer")
+def test_pagination_and_sorting(client: TestClient, viewer: dict[str, str], enroll: Enroll) -> None:
     hostnames = [f"host-{i:02d}" for i in range(23)]
     shuffled = hostnames[:]
     random.Random(7).shuffle(shuffled)
-    created = [enroll(client, data_dir, hostname)["node_id"] for hostname in shuffled]
+    created = [enroll(hostname)["node_id"] for hostname in shuffled]
 
     pages: list[str] = []
     for offset in (0, 10, 20):
         page = client.get(
-            "/api/v1/nodes", params={"limit": 10, "offset": offset}, headers=admin
+            "/api/v1/nodes", params={"limit": 10, "offset": offset}, headers=viewer
         ).json()
         assert page["total"] == 23
         assert (page["limit"], page["offset"]) == (10, offset)
@@ -192,28 +136,27 @@ def test_pagination_and_sorting(client: TestClient, data_dir: DataDir) -> None:
     assert pages == hostnames
 
     desc = client.get(
-        "/api/v1/nodes", params={"sort": "hostname", "order": "desc", "limit": 5}, headers=admin
+        "/api/v1/nodes", params={"sort": "hostname", "order": "desc", "limit": 5}, headers=viewer
     ).json()
     assert [n["hostname"] for n in desc["items"]] == hostnames[::-1][:5]
     by_created = client.get(
-        "/api/v1/nodes", params={"sort": "created", "limit": 1000}, headers=admin
+        "/api/v1/nodes", params={"sort": "created", "limit": 1000}, headers=viewer
     ).json()
     assert [n["id"] for n in by_created["items"]] == created
-    beyond = client.get("/api/v1/nodes", params={"offset": 100}, headers=admin).json()
+    beyond = client.get("/api/v1/nodes", params={"offset": 100}, headers=viewer).json()
     assert beyond == {"items": [], "total": 23, "limit": 100, "offset": 100}
 
     for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}, {"sort": "cpu"}, {"order": "up"}):
-        response = client.get("/api/v1/nodes", params=bad, headers=admin)
+        response = client.get("/api/v1/nodes", params=bad, headers=viewer)
         assert response.status_code == 400, bad
         assert response.headers["content-type"] == "application/problem+json"
 
 
 def test_deep_pages_equal_shallow_ones(
-    client: TestClient, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, operator: dict[str, str], enroll: Enroll, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deep offsets find the page on the sort index first; the pages must not change."""
-    operator = bearer(data_dir, "operator")
-    ids = [enroll(client, data_dir, f"h{i % 4}-{i:02d}")["node_id"] for i in range(14)]
+    ids = [enroll(f"h{i % 4}-{i:02d}")["node_id"] for i in range(14)]
     client.post(
         "/api/v1/nodes/bulk",
         json={"node_ids": ids[::2], "labels": {"set": {"even": ""}}},
@@ -237,12 +180,11 @@ def test_deep_pages_equal_shallow_ones(
 
 
 def test_status_and_last_seen_come_from_presence(
-    client: TestClient, data_dir: DataDir, store: redis.Redis
+    client: TestClient, viewer: dict[str, str], enroll: Enroll, store: redis.Redis
 ) -> None:
-    viewer = bearer(data_dir, "viewer")
-    a = enroll(client, data_dir, "a")["node_id"]
-    b = enroll(client, data_dir, "b")["node_id"]
-    c = enroll(client, data_dir, "c")["node_id"]
+    a = enroll("a")["node_id"]
+    b = enroll("b")["node_id"]
+    c = enroll("c")["node_id"]
     now = time.time()
     store.set(
         presence_key(b),
@@ -280,9 +222,10 @@ def test_status_and_last_seen_come_from_presence(
     assert gone["last_seen"] is not None
 
 
-def test_update_validates_and_never_writes_half(client: TestClient, data_dir: DataDir) -> None:
-    operator = bearer(data_dir, "operator")
-    node = enroll(client, data_dir, "n1")["node_id"]
+def test_update_validates_and_never_writes_half(
+    client: TestClient, operator: dict[str, str], enroll: Enroll
+) -> None:
+    node = enroll("n1")["node_id"]
     url = f"/api/v1/nodes/{node}"
 
     bad_key = client.patch(url, json={"labels": {"bad key": "v"}, "name": "x"}, headers=operator)
@@ -335,9 +278,10 @@ def test_update_validates_and_never_writes_half(client: TestClient, data_dir: Da
     }
 
 
-def test_bulk_update_is_all_or_nothing(client: TestClient, data_dir: DataDir) -> None:
-    operator = bearer(data_dir, "operator")
-    ids = [enroll(client, data_dir, f"n{i}")["node_id"] for i in range(3)]
+def test_bulk_update_is_all_or_nothing(
+    client: TestClient, operator: dict[str, str], enroll: Enroll
+) -> None:
+    ids = [enroll(f"n{i}")["node_id"] for i in range(3)]
     client.patch(
         f"/api/v1/nodes/{ids[0]}", json={"labels": {"keep": "1", "drop": "x"}}, headers=operator
     )
@@ -415,15 +359,16 @@ def test_bulk_update_is_all_or_nothing(client: TestClient, data_dir: DataDir) ->
     assert client.get("/api/v1/groups/g", headers=operator).json()["node_count"] == 2
 
 
-def test_selectors_in_sql_agree_with_the_matcher(client: TestClient, data_dir: DataDir) -> None:
+def test_selectors_in_sql_agree_with_the_matcher(
+    client: TestClient, operator: dict[str, str], enroll: Enroll
+) -> None:
     """Property: for random labels and selectors, the listed nodes = the matcher's choice."""
-    operator = bearer(data_dir, "operator")
     rng = random.Random(11)
     keys = ("env", "tier", "example.com/zone")
     values = ("a", "b", "")
     labels: dict[str, dict[str, str]] = {}
     for i in range(24):
-        node = enroll(client, data_dir, f"n{i:02d}")["node_id"]
+        node = enroll(f"n{i:02d}")["node_id"]
         chosen = {k: rng.choice(values) for k in keys if rng.random() < 0.6}
         client.patch(f"/api/v1/nodes/{node}", json={"labels": chosen}, headers=operator)
         labels[node] = chosen
@@ -455,8 +400,7 @@ def test_selectors_in_sql_agree_with_the_matcher(client: TestClient, data_dir: D
         assert resolved.json()["node_ids"] == expected
 
 
-def test_bad_filters_are_precise_problems(client: TestClient, data_dir: DataDir) -> None:
-    viewer = bearer(data_dir, "viewer")
+def test_bad_filters_are_precise_problems(client: TestClient, viewer: dict[str, str]) -> None:
     bad = client.get("/api/v1/nodes", params={"selector": "env=prod,,x"}, headers=viewer)
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
@@ -469,9 +413,10 @@ def test_bad_filters_are_precise_problems(client: TestClient, data_dir: DataDir)
     assert client.get("/api/v1/nodes", params={"q": "100%_x"}, headers=viewer).json()["total"] == 0
 
 
-def test_viewer_cannot_write_and_tokens_are_required(client: TestClient, data_dir: DataDir) -> None:
-    viewer = bearer(data_dir, "viewer")
-    node = enroll(client, data_dir, "n1")["node_id"]
+def test_viewer_cannot_write_and_tokens_are_required(
+    client: TestClient, viewer: dict[str, str], enroll: Enroll
+) -> None:
+    node = enroll("n1")["node_id"]
     writes = [
         ("patch", f"/api/v1/nodes/{node}", {"name": "x"}),
         ("delete", f"/api/v1/nodes/{node}", None),

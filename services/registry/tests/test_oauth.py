@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
+from connexion import AsyncApp
 from starlette.testclient import TestClient
 
 from sm_registry import RegistrySettings, create_app
@@ -17,24 +18,10 @@ from sm_shared.access_keys import KeyKind, load_key
 from sm_shared.api_app import spec_path
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import ALL_SCOPES, BUILTIN_ROLES, SERVICE
-from sm_shared.tokens import TokenVerifier, issue_access_token
+from sm_shared.tokens import TokenVerifier
 
 ADMIN_SCOPES = " ".join(sorted(BUILTIN_ROLES["admin"]))
-# Authlib issues tokens over HTTPS (or to loopback) only; the registry listens with TLS.
-BASE_URL = "https://testserver"
-
-
-def make_client(data_dir: DataDir, redis_url: str, **settings: Any) -> RegistrySettings:
-    return RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True, **settings
-    )
-
-
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    app = create_app(make_client(data_dir, redis_url))
-    with app.test_client(base_url=BASE_URL) as test_client:
-        yield test_client
+CreateUser = Callable[..., dict[str, Any]]
 
 
 def secret_key(data_dir: DataDir) -> str:
@@ -43,22 +30,6 @@ def secret_key(data_dir: DataDir) -> str:
 
 def admin_form(secret: str) -> dict[str, str]:
     return {"grant_type": "client_credentials", "client_id": "sm-admin", "client_secret": secret}
-
-
-def bearer(
-    data_dir: DataDir, scopes: tuple[str, ...] = ("admin",), sub: str = "root"
-) -> dict[str, str]:
-    token = issue_access_token(data_dir, subject=sub, client_id="sm-admin", scopes=scopes, ttl=300)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def create_user(client: TestClient, data_dir: DataDir, username: str, role: str) -> None:
-    response = client.post(
-        "/api/v1/users",
-        json={"username": username, "password": f"{username}-password", "role": role},
-        headers=bearer(data_dir),
-    )
-    assert response.status_code == 201, response.text
 
 
 def password_form(username: str, password: str, **extra: str) -> dict[str, str]:
@@ -118,9 +89,11 @@ def test_http_basic_client_authentication(client: TestClient, data_dir: DataDir)
     assert TokenVerifier(data_dir).verify(response.json()["access_token"]).subject == "sm-admin"
 
 
-def test_access_token_ttl_comes_from_settings(data_dir: DataDir, redis_url: str) -> None:
-    app = create_app(make_client(data_dir, redis_url, access_token_ttl=60))
-    with app.test_client(base_url=BASE_URL) as client:
+def test_access_token_ttl_comes_from_settings(
+    data_dir: DataDir, settings: RegistrySettings
+) -> None:
+    app = create_app(settings.model_copy(update={"access_token_ttl": 60}))
+    with app.test_client(base_url="https://testserver") as client:
         body = client.post(TOKEN_PATH, data=admin_form(secret_key(data_dir))).json()
     assert body["expires_in"] == 60
     claims = TokenVerifier(data_dir).verify(body["access_token"]).raw
@@ -228,9 +201,9 @@ def test_scope_never_widens(client: TestClient, data_dir: DataDir, scope: str) -
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
 def test_user_token_carries_exactly_the_role_scopes(
-    client: TestClient, data_dir: DataDir, role: str
+    client: TestClient, data_dir: DataDir, create_user: CreateUser, role: str
 ) -> None:
-    create_user(client, data_dir, "alice", role)
+    create_user("alice", role)
     response = client.post(TOKEN_PATH, data=password_form("alice", "alice-password"))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -241,8 +214,8 @@ def test_user_token_carries_exactly_the_role_scopes(
     assert claims.client_id == "sm-client"
 
 
-def test_user_may_narrow_but_not_widen(client: TestClient, data_dir: DataDir) -> None:
-    create_user(client, data_dir, "vera", "viewer")
+def test_user_may_narrow_but_not_widen(client: TestClient, create_user: CreateUser) -> None:
+    create_user("vera")
     narrowed = client.post(
         TOKEN_PATH, data=password_form("vera", "vera-password", scope="nodes:read")
     )
@@ -252,9 +225,9 @@ def test_user_may_narrow_but_not_widen(client: TestClient, data_dir: DataDir) ->
 
 
 def test_wrong_password_and_unknown_user_look_the_same(
-    client: TestClient, data_dir: DataDir
+    client: TestClient, create_user: CreateUser
 ) -> None:
-    create_user(client, data_dir, "alice", "viewer")
+    create_user("alice")
     wrong = assert_oauth_error(
         client.post(TOKEN_PATH, data=password_form("alice", "not-her-password")),
         400,
@@ -268,28 +241,32 @@ def test_wrong_password_and_unknown_user_look_the_same(
     assert wrong == unknown
 
 
-def test_disabled_and_deleted_users_get_no_token(client: TestClient, data_dir: DataDir) -> None:
-    create_user(client, data_dir, "dora", "operator")
+def test_disabled_and_deleted_users_get_no_token(
+    client: TestClient, admin: dict[str, str], create_user: CreateUser
+) -> None:
+    create_user("dora", "operator")
     assert client.post(TOKEN_PATH, data=password_form("dora", "dora-password")).status_code == 200
 
-    patched = client.patch("/api/v1/users/dora", json={"disabled": True}, headers=bearer(data_dir))
+    patched = client.patch("/api/v1/users/dora", json={"disabled": True}, headers=admin)
     assert patched.status_code == 200
     body = assert_oauth_error(
         client.post(TOKEN_PATH, data=password_form("dora", "dora-password")), 400, "invalid_grant"
     )
     assert "disabled" in body["error_description"]
 
-    client.patch("/api/v1/users/dora", json={"disabled": False}, headers=bearer(data_dir))
+    client.patch("/api/v1/users/dora", json={"disabled": False}, headers=admin)
     assert client.post(TOKEN_PATH, data=password_form("dora", "dora-password")).status_code == 200
 
-    assert client.delete("/api/v1/users/dora", headers=bearer(data_dir)).status_code == 204
+    assert client.delete("/api/v1/users/dora", headers=admin).status_code == 204
     assert_oauth_error(
         client.post(TOKEN_PATH, data=password_form("dora", "dora-password")), 400, "invalid_grant"
     )
 
 
-def test_password_grant_needs_the_user_client(client: TestClient, data_dir: DataDir) -> None:
-    create_user(client, data_dir, "alice", "viewer")
+def test_password_grant_needs_the_user_client(
+    client: TestClient, data_dir: DataDir, create_user: CreateUser
+) -> None:
+    create_user("alice")
     # A confidential client may not use the password grant.
     form = {
         **admin_form(secret_key(data_dir)),
@@ -362,8 +339,7 @@ def test_authorization_header_problems(client: TestClient, data_dir: DataDir) ->
     assert_oauth_error(stray, 401, "invalid_client")
 
 
-def test_plain_http_is_refused_except_on_loopback(data_dir: DataDir, redis_url: str) -> None:
-    app = create_app(make_client(data_dir, redis_url))
+def test_plain_http_is_refused_except_on_loopback(app: AsyncApp, data_dir: DataDir) -> None:
     with app.test_client(base_url="http://registry.example") as client:
         body = assert_oauth_error(
             client.post(TOKEN_PATH, data=admin_form(secret_key(data_dir))), 400, "invalid_request"
@@ -412,8 +388,8 @@ def test_backoff_counts_per_address_across_clients(client: TestClient) -> None:
     assert_oauth_error(client.post(TOKEN_PATH, data=form), 429, "slow_down")
 
 
-def test_wrong_passwords_back_off_per_user(client: TestClient, data_dir: DataDir) -> None:
-    create_user(client, data_dir, "alice", "viewer")
+def test_wrong_passwords_back_off_per_user(client: TestClient, create_user: CreateUser) -> None:
+    create_user("alice")
     for _ in range(6):
         assert_oauth_error(
             client.post(TOKEN_PATH, data=password_form("alice", "guess-password")),

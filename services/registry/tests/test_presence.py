@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest
 from redis.asyncio import Redis
 
 from sm_registry.presence import CHUNK, Presence, read_presence
 from sm_shared.streams import LAST_SEEN_HASH, presence_key
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_states(redis: Redis) -> None:

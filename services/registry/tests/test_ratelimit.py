@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -13,13 +12,6 @@ from sm_shared.problems import TooManyRequests
 from sm_shared.streams import rate_limit_key
 
 FAST = BackoffPolicy(free_failures=2, base_delay=0.4, max_delay=1.6, forget_after=30)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_free_failures_cost_nothing(redis: Redis) -> None:

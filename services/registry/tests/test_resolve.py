@@ -2,63 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
 from sm_shared.datadir import DataDir
-from sm_shared.scopes import BUILTIN_ROLES
 from sm_shared.tokens import issue_access_token
 
-FACTS: dict[str, Any] = {
-    "hostname": "web-1",
-    "os": "Debian GNU/Linux 12 (bookworm)",
-    "kernel": "6.1.0-18-amd64",
-    "arch": "x86_64",
-    "cpu_model": "Intel(R) Xeon(R) CPU E5-2680 v4 @ 2.40GHz",
-    "cpu_count": 4,
-    "memory_total": 8_331_534_336,
-    "addresses": [],
-    "agent_version": "0.1.0",
-    "boot_id": "2f0c1e1a-6f59-4f5e-9a43-3d8a4a1f7c22",
-}
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
-def bearer(data: DataDir, role: str) -> dict[str, str]:
-    token = issue_access_token(
-        data, subject=f"{role}-user", client_id="tests", scopes=BUILTIN_ROLES[role], ttl=600
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def fleet(client: TestClient, data_dir: DataDir) -> dict[str, str]:
+def fleet(
+    client: TestClient, operator: dict[str, str], enroll: Callable[..., dict[str, Any]]
+) -> dict[str, str]:
     """web-1, web-2 (group web; env=prod / env=staging), db-1 (group db; env=prod), lone (none)."""
-    operator = bearer(data_dir, "operator")
-    ids: dict[str, str] = {}
-    for hostname in ("web-1", "web-2", "db-1", "lone"):
-        response = client.post(
-            "/api/v1/enroll",
-            json={
-                "key": data_dir.enrollment_key.read_text().strip(),
-                "machine_id": f"machine-{hostname}",
-                "facts": {**FACTS, "hostname": hostname},
-            },
-        )
-        ids[hostname] = response.json()["node_id"]
+    ids = {hostname: enroll(hostname)["node_id"] for hostname in ("web-1", "web-2", "db-1", "lone")}
     for group in ("web", "db", "empty"):
         client.post("/api/v1/groups", json={"name": group}, headers=operator)
     setup = [
@@ -72,8 +33,8 @@ def fleet(client: TestClient, data_dir: DataDir) -> dict[str, str]:
     return ids
 
 
-def resolve(client: TestClient, data: DataDir, target: dict[str, Any]) -> Any:
-    return client.post("/api/v1/nodes/resolve", json=target, headers=bearer(data, "viewer"))
+def resolve(client: TestClient, viewer: dict[str, str], target: dict[str, Any]) -> Any:
+    return client.post("/api/v1/nodes/resolve", json=target, headers=viewer)
 
 
 @pytest.mark.parametrize(
@@ -98,29 +59,29 @@ def resolve(client: TestClient, data: DataDir, target: dict[str, Any]) -> Any:
 )
 def test_targets(
     client: TestClient,
-    data_dir: DataDir,
+    viewer: dict[str, str],
     fleet: dict[str, str],
     target: dict[str, Any],
     hostnames: list[str],
 ) -> None:
     if "node_ids" in target:
         target = {**target, "node_ids": [fleet[h] for h in target["node_ids"]]}
-    response = resolve(client, data_dir, target)
+    response = resolve(client, viewer, target)
     assert response.status_code == 200, response.text
     expected = sorted(fleet[h] for h in hostnames)
     assert response.json() == {"node_ids": expected, "count": len(expected)}
 
 
 def test_unknown_names_and_bad_targets(
-    client: TestClient, data_dir: DataDir, fleet: dict[str, str]
+    client: TestClient, viewer: dict[str, str], fleet: dict[str, str]
 ) -> None:
-    unknown_ids = resolve(client, data_dir, {"node_ids": [fleet["lone"], UNKNOWN]})
+    unknown_ids = resolve(client, viewer, {"node_ids": [fleet["lone"], UNKNOWN]})
     assert unknown_ids.status_code == 404
     assert unknown_ids.json()["unknown_node_ids"] == [UNKNOWN]
-    unknown_group = resolve(client, data_dir, {"groups": ["web", "nope"]})
+    unknown_group = resolve(client, viewer, {"groups": ["web", "nope"]})
     assert unknown_group.status_code == 404
     assert unknown_group.json()["group"] == "nope"
-    bad_selector = resolve(client, data_dir, {"selector": "env in (prod"})
+    bad_selector = resolve(client, viewer, {"selector": "env in (prod"})
     assert bad_selector.status_code == 400
     assert bad_selector.json()["position"] == 12
     for body in (
@@ -131,12 +92,14 @@ def test_unknown_names_and_bad_targets(
         {"groups": ["bad name"]},
         {"labels": {"env": "prod"}},
     ):
-        response = resolve(client, data_dir, body)
+        response = resolve(client, viewer, body)
         assert response.status_code == 400, body
         assert response.headers["content-type"] == "application/problem+json"
 
 
-def test_resolve_needs_nodes_read(client: TestClient, data_dir: DataDir) -> None:
+def test_resolve_needs_nodes_read(
+    client: TestClient, data_dir: DataDir, viewer: dict[str, str]
+) -> None:
     assert client.post("/api/v1/nodes/resolve", json={"all": True}).status_code == 401
     token = issue_access_token(
         data_dir, subject="m", client_id="tests", scopes=["metrics:read"], ttl=600
@@ -145,4 +108,4 @@ def test_resolve_needs_nodes_read(client: TestClient, data_dir: DataDir) -> None
         "/api/v1/nodes/resolve", json={"all": True}, headers={"Authorization": f"Bearer {token}"}
     )
     assert refused.status_code == 403
-    assert resolve(client, data_dir, {"all": True}).json() == {"node_ids": [], "count": 0}
+    assert resolve(client, viewer, {"all": True}).json() == {"node_ids": [], "count": 0}

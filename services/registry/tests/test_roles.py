@@ -2,79 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
-from sm_registry.oauth import TOKEN_PATH
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import BUILTIN_ROLES
-from sm_shared.streams import AUDIT_STREAM
-from sm_shared.tokens import TokenVerifier, issue_access_token
+from sm_shared.tokens import TokenVerifier
 
 ROLES = "/api/v1/roles"
-
-
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client(base_url="https://testserver") as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(data_dir: DataDir) -> dict[str, str]:
-    token = issue_access_token(
-        data_dir, subject="root", client_id="sm-admin", scopes=["admin"], ttl=300
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
-def audit_actions(redis_url: str) -> list[tuple[str, str, dict[str, Any]]]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        events = [
-            AuditEvent.from_fields(fields)
-            for _, fields in cast(list[tuple[str, dict[str, str]]], client.xrange(AUDIT_STREAM))
-        ]
-    finally:
-        client.close()
-    return [(e.action, e.target, e.detail) for e in events]
-
-
-def sign_in(client: TestClient, username: str, password: str) -> dict[str, Any]:
-    response = client.post(
-        TOKEN_PATH,
-        data={
-            "grant_type": "password",
-            "client_id": "sm-client",
-            "username": username,
-            "password": password,
-        },
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def assert_problem(response: Any, status: int, *words: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    for word in words:
-        assert word in body["detail"], body
-    return body
+AssertProblem = Callable[..., dict[str, Any]]
+AuditEvents = Callable[[], list[AuditEvent]]
 
 
 def test_builtin_roles_are_listed_first_and_read_only(
-    client: TestClient, admin: dict[str, str]
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
 ) -> None:
     listed = client.get(ROLES, headers=admin).json()
     assert [r["name"] for r in listed["items"]] == ["viewer", "operator", "admin"]
@@ -101,7 +46,13 @@ def test_builtin_roles_are_listed_first_and_read_only(
 
 
 def test_custom_role_lifecycle(
-    client: TestClient, admin: dict[str, str], data_dir: DataDir, redis_url: str
+    client: TestClient,
+    admin: dict[str, str],
+    data_dir: DataDir,
+    create_user: Callable[..., dict[str, Any]],
+    sign_in: Callable[..., dict[str, Any]],
+    audit_events: AuditEvents,
+    assert_problem: AssertProblem,
 ) -> None:
     created = client.post(
         ROLES,
@@ -123,12 +74,8 @@ def test_custom_role_lifecycle(
     assert [r["name"] for r in client.get(ROLES, headers=admin).json()["items"]][-1] == "auditor"
 
     # Assigned to a user, it decides their token's scopes.
-    client.post(
-        "/api/v1/users",
-        json={"username": "aud", "password": "aud-password", "role": "auditor"},
-        headers=admin,
-    )
-    token = sign_in(client, "aud", "aud-password")
+    create_user("aud", "auditor")
+    token = sign_in("aud", "aud-password")
     assert TokenVerifier(data_dir).verify(token["access_token"]).scopes == {
         "nodes:read",
         "audit:read",
@@ -139,7 +86,7 @@ def test_custom_role_lifecycle(
         f"{ROLES}/auditor", json={"scopes": ["audit:read", "metrics:read"]}, headers=admin
     )
     assert updated.json()["scopes"] == ["metrics:read", "audit:read"]
-    assert sign_in(client, "aud", "aud-password")["scope"] == "audit:read metrics:read"
+    assert sign_in("aud", "aud-password")["scope"] == "audit:read metrics:read"
     described = client.patch(f"{ROLES}/auditor", json={"description": "Audits"}, headers=admin)
     assert described.json()["description"] == "Audits"
     assert described.json()["scopes"] == ["metrics:read", "audit:read"]
@@ -157,7 +104,9 @@ def test_custom_role_lifecycle(
     assert_problem(client.delete(f"{ROLES}/auditor", headers=admin), 404)
     assert_problem(client.patch(f"{ROLES}/auditor", json={"scopes": ["admin"]}, headers=admin), 404)
 
-    role_events = [a for a in audit_actions(redis_url) if a[0].startswith("role.")]
+    role_events = [
+        (e.action, e.target, e.detail) for e in audit_events() if e.action.startswith("role.")
+    ]
     assert role_events == [
         ("role.create", "role:auditor", {"scopes": ["nodes:read", "audit:read"]}),
         ("role.update", "role:auditor", {"scopes": ["metrics:read", "audit:read"]}),
@@ -182,16 +131,19 @@ def test_custom_role_lifecycle(
 def test_bad_role_input_is_a_precise_problem(
     client: TestClient,
     admin: dict[str, str],
-    redis_url: str,
+    audit_events: AuditEvents,
+    assert_problem: AssertProblem,
     body: dict[str, Any],
     words: list[str],
 ) -> None:
     assert_problem(client.post(ROLES, json=body, headers=admin), 400, *words)
     assert client.get(ROLES, headers=admin).json()["total"] == 3
-    assert audit_actions(redis_url) == []
+    assert audit_events() == []
 
 
-def test_bad_role_updates(client: TestClient, admin: dict[str, str]) -> None:
+def test_bad_role_updates(
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
+) -> None:
     client.post(ROLES, json={"name": "ops", "scopes": ["nodes:read"]}, headers=admin)
     assert_problem(client.patch(f"{ROLES}/ops", json={}, headers=admin), 400)
     assert_problem(
@@ -201,17 +153,15 @@ def test_bad_role_updates(client: TestClient, admin: dict[str, str]) -> None:
     assert client.get(f"{ROLES}/ops", headers=admin).json()["scopes"] == ["nodes:read"]
 
 
-def test_duplicate_custom_role_conflicts(client: TestClient, admin: dict[str, str]) -> None:
+def test_duplicate_custom_role_conflicts(
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
+) -> None:
     body = {"name": "ops", "scopes": ["nodes:read"]}
     assert client.post(ROLES, json=body, headers=admin).status_code == 201
     assert_problem(client.post(ROLES, json=body, headers=admin), 409, "ops")
 
 
-def test_viewer_cannot_read_or_change_roles(client: TestClient, data_dir: DataDir) -> None:
-    token = issue_access_token(
-        data_dir, subject="v", client_id="sm-client", scopes=BUILTIN_ROLES["viewer"], ttl=300
-    )
-    viewer = {"Authorization": f"Bearer {token}"}
+def test_viewer_cannot_read_or_change_roles(client: TestClient, viewer: dict[str, str]) -> None:
     assert client.get(ROLES, headers=viewer).status_code == 403
     assert (
         client.post(ROLES, json={"name": "x", "scopes": ["admin"]}, headers=viewer).status_code

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from joserfc import jws
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import TOKEN_PATH
 from sm_shared.access_keys import KeyKind, load_key
 from sm_shared.datadir import DataDir
 from sm_shared.token_keys import rotate_token_keys
 from sm_shared.tokens import TokenVerifier
-
-
-@pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client(base_url="https://testserver") as test_client:
-        yield test_client
 
 
 def admin_token(client: TestClient, data_dir: DataDir) -> str:

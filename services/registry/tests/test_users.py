@@ -4,80 +4,40 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-import redis
 from starlette.testclient import TestClient
 
-from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import TOKEN_PATH
 from sm_registry.passwords import hash_password, needs_rehash, verify_nothing, verify_password
 from sm_shared.audit import AuditEvent
 from sm_shared.datadir import DataDir
-from sm_shared.streams import AUDIT_STREAM
 from sm_shared.tokens import issue_access_token
 
 USERS = "/api/v1/users"
+AssertProblem = Callable[..., dict[str, Any]]
+AuditEvents = Callable[[], list[AuditEvent]]
+SignIn = Callable[..., dict[str, Any]]
 
 
 @pytest.fixture
-def client(data_dir: DataDir, redis_url: str) -> Iterator[TestClient]:
-    settings = RegistrySettings(
-        data_dir=data_dir.root, redis_url=redis_url, validate_responses=True
-    )
-    with create_app(settings).test_client(base_url="https://testserver") as test_client:
-        yield test_client
+def alice(create_user: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """A viewer named alice, password ``alice-password``."""
+    return create_user("alice")
 
 
-def bearer(
-    data_dir: DataDir,
-    scopes: tuple[str, ...] = ("admin",),
-    sub: str = "root",
-    client_id: str = "sm-admin",
-) -> dict[str, str]:
-    token = issue_access_token(data_dir, subject=sub, client_id=client_id, scopes=scopes, ttl=300)
-    return {"Authorization": f"Bearer {token}"}
+def bearer(token: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
-def audit_events(redis_url: str) -> list[AuditEvent]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return [
-            AuditEvent.from_fields(fields)
-            for _, fields in cast(list[tuple[str, dict[str, str]]], client.xrange(AUDIT_STREAM))
-        ]
-    finally:
-        client.close()
-
-
-def user_token(client: TestClient, username: str, password: str) -> dict[str, str]:
-    response = client.post(
-        TOKEN_PATH,
-        data={
-            "grant_type": "password",
-            "client_id": "sm-client",
-            "username": username,
-            "password": password,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-def assert_problem(response: Any, status: int, *words: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    for word in words:
-        assert word in body["detail"], body
-    return body
-
-
-def test_user_lifecycle_with_audit(client: TestClient, data_dir: DataDir, redis_url: str) -> None:
-    admin = bearer(data_dir, sub="root")
+def test_user_lifecycle_with_audit(
+    client: TestClient,
+    admin: dict[str, str],
+    audit_events: AuditEvents,
+    assert_problem: AssertProblem,
+) -> None:
     created = client.post(
         USERS,
         json={"username": "alice", "password": "alice-password", "role": "operator"},
@@ -110,42 +70,30 @@ def test_user_lifecycle_with_audit(client: TestClient, data_dir: DataDir, redis_
     assert_problem(client.delete(f"{USERS}/alice", headers=admin), 404)
     assert_problem(client.patch(f"{USERS}/alice", json={"disabled": False}, headers=admin), 404)
 
-    events = [(e.actor, e.action, e.target, e.detail) for e in audit_events(redis_url)]
+    events = [(e.actor, e.action, e.target, e.detail) for e in audit_events()]
     assert events == [
-        ("root", "user.create", "user:alice", {"role": "operator"}),
-        ("root", "user.create", "user:bob", {"role": "viewer"}),
-        ("root", "user.update", "user:alice", {"role": "viewer"}),
-        ("root", "user.update", "user:alice", {"disabled": True}),
-        ("root", "user.delete", "user:alice", {}),
+        ("admin-user", "user.create", "user:alice", {"role": "operator"}),
+        ("admin-user", "user.create", "user:bob", {"role": "viewer"}),
+        ("admin-user", "user.update", "user:alice", {"role": "viewer"}),
+        ("admin-user", "user.update", "user:alice", {"disabled": True}),
+        ("admin-user", "user.delete", "user:alice", {}),
     ]
-    assert all(e.service == "registry" for e in audit_events(redis_url))
+    assert all(e.service == "registry" for e in audit_events())
 
 
-def test_passwords_are_stored_as_argon2id_hashes(client: TestClient, data_dir: DataDir) -> None:
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
+@pytest.mark.usefixtures("alice")
+def test_passwords_are_stored_as_argon2id_hashes(data_dir: DataDir) -> None:
     with sqlite3.connect(data_dir.database("registry")) as db:
         (stored,) = db.execute("SELECT password_hash FROM users WHERE username='alice'").fetchone()
     assert stored.startswith("$argon2id$")
     assert "alice-password" not in stored
 
 
+@pytest.mark.usefixtures("alice")
 def test_viewer_and_operator_tokens_cannot_manage_users(
-    client: TestClient, data_dir: DataDir
+    client: TestClient, viewer: dict[str, str], operator: dict[str, str], sign_in: SignIn
 ) -> None:
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
-    for role_scopes in (
-        ("nodes:read", "metrics:read", "commands:read"),
-        ("nodes:read", "nodes:write", "commands:run", "audit:read"),
-    ):
-        headers = bearer(data_dir, role_scopes)
+    for headers in (viewer, operator):
         body = {"username": "mallory", "password": "mallory-password", "role": "admin"}
         assert client.post(USERS, json=body, headers=headers).status_code == 403
         assert client.get(USERS, headers=headers).status_code == 403
@@ -155,8 +103,10 @@ def test_viewer_and_operator_tokens_cannot_manage_users(
         )
         assert client.delete(f"{USERS}/alice", headers=headers).status_code == 403
     # A real viewer token from the password grant, too.
-    viewer = user_token(client, "alice", "alice-password")
-    assert client.patch(f"{USERS}/alice", json={"role": "admin"}, headers=viewer).status_code == 403
+    signed_in = bearer(sign_in("alice", "alice-password"))
+    assert (
+        client.patch(f"{USERS}/alice", json={"role": "admin"}, headers=signed_in).status_code == 403
+    )
     assert client.get(USERS).status_code == 401
     assert client.get(USERS, headers={"Authorization": "Bearer nonsense"}).status_code == 401
 
@@ -178,21 +128,23 @@ def test_viewer_and_operator_tokens_cannot_manage_users(
     ],
 )
 def test_bad_user_input_is_a_precise_problem(
-    client: TestClient, data_dir: DataDir, redis_url: str, body: dict[str, Any], words: list[str]
+    client: TestClient,
+    admin: dict[str, str],
+    audit_events: AuditEvents,
+    assert_problem: AssertProblem,
+    body: dict[str, Any],
+    words: list[str],
 ) -> None:
-    response = client.post(USERS, json=body, headers=bearer(data_dir))
+    response = client.post(USERS, json=body, headers=admin)
     assert_problem(response, 400, *words)
-    assert client.get(USERS, headers=bearer(data_dir)).json()["total"] == 0
-    assert audit_events(redis_url) == []
+    assert client.get(USERS, headers=admin).json()["total"] == 0
+    assert audit_events() == []
 
 
-def test_bad_updates(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir)
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=admin,
-    )
+@pytest.mark.usefixtures("alice")
+def test_bad_updates(
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
+) -> None:
     assert_problem(client.patch(f"{USERS}/alice", json={}, headers=admin), 400)
     assert_problem(
         client.patch(f"{USERS}/alice", json={"disabled": "yes"}, headers=admin), 400, "yes"
@@ -206,8 +158,9 @@ def test_bad_updates(client: TestClient, data_dir: DataDir) -> None:
     assert client.get(f"{USERS}/alice", headers=admin).json()["role"] == "viewer"
 
 
-def test_duplicate_names_conflict(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir)
+def test_duplicate_names_conflict(
+    client: TestClient, admin: dict[str, str], assert_problem: AssertProblem
+) -> None:
     body = {"username": "alice", "password": "alice-password", "role": "viewer"}
     assert client.post(USERS, json=body, headers=admin).status_code == 201
     assert_problem(client.post(USERS, json=body, headers=admin), 409, "alice")
@@ -223,13 +176,11 @@ def test_duplicate_names_conflict(client: TestClient, data_dir: DataDir) -> None
     )
 
 
-def test_change_own_password(client: TestClient, data_dir: DataDir, redis_url: str) -> None:
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
-    alice = user_token(client, "alice", "alice-password")
+@pytest.mark.usefixtures("alice")
+def test_change_own_password(
+    client: TestClient, sign_in: SignIn, audit_events: AuditEvents
+) -> None:
+    alice = bearer(sign_in("alice", "alice-password"))
     response = client.post(
         f"{USERS}/me/password",
         json={"current_password": "alice-password", "new_password": "a-better-password"},
@@ -246,18 +197,20 @@ def test_change_own_password(client: TestClient, data_dir: DataDir, redis_url: s
         },
     )
     assert refused.json()["error"] == "invalid_grant"
-    user_token(client, "alice", "a-better-password")
-    assert audit_events(redis_url)[-1].action == "user.password"
-    assert audit_events(redis_url)[-1].actor == "alice"
+    sign_in("alice", "a-better-password")
+    assert audit_events()[-1].action == "user.password"
+    assert audit_events()[-1].actor == "alice"
 
 
-def test_change_own_password_refusals(client: TestClient, data_dir: DataDir) -> None:
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
-    alice = user_token(client, "alice", "alice-password")
+@pytest.mark.usefixtures("alice")
+def test_change_own_password_refusals(
+    client: TestClient,
+    data_dir: DataDir,
+    admin: dict[str, str],
+    sign_in: SignIn,
+    assert_problem: AssertProblem,
+) -> None:
+    alice = bearer(sign_in("alice", "alice-password"))
     path = f"{USERS}/me/password"
     assert_problem(
         client.post(
@@ -292,14 +245,15 @@ def test_change_own_password_refusals(client: TestClient, data_dir: DataDir) -> 
     )
     # Service clients and the secret key's token have no password.
     assert_problem(
-        client.post(
-            path, json={"current_password": "x", "new_password": "n" * 12}, headers=bearer(data_dir)
-        ),
+        client.post(path, json={"current_password": "x", "new_password": "n" * 12}, headers=admin),
         403,
         "only users",
     )
     # A token of a user who no longer exists.
-    ghost = bearer(data_dir, ("nodes:read",), sub="ghost", client_id="sm-client")
+    token = issue_access_token(
+        data_dir, subject="ghost", client_id="sm-client", scopes=["nodes:read"], ttl=300
+    )
+    ghost = {"Authorization": f"Bearer {token}"}
     assert_problem(
         client.post(path, json={"current_password": "x", "new_password": "n" * 12}, headers=ghost),
         404,
@@ -310,16 +264,14 @@ def test_change_own_password_refusals(client: TestClient, data_dir: DataDir) -> 
         == 401
     )
     # Nothing changed.
-    user_token(client, "alice", "alice-password")
+    sign_in("alice", "alice-password")
 
 
-def test_wrong_current_passwords_back_off(client: TestClient, data_dir: DataDir) -> None:
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
-    alice = user_token(client, "alice", "alice-password")
+@pytest.mark.usefixtures("alice")
+def test_wrong_current_passwords_back_off(
+    client: TestClient, sign_in: SignIn, assert_problem: AssertProblem
+) -> None:
+    alice = bearer(sign_in("alice", "alice-password"))
     path = f"{USERS}/me/password"
     wrong = {"current_password": "wrong-password", "new_password": "n" * 12}
     for _ in range(6):
@@ -332,14 +284,11 @@ def test_wrong_current_passwords_back_off(client: TestClient, data_dir: DataDir)
     assert body["retry_after"] == 1
 
 
-def test_disabled_user_cannot_change_password(client: TestClient, data_dir: DataDir) -> None:
-    admin = bearer(data_dir)
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=admin,
-    )
-    alice = user_token(client, "alice", "alice-password")
+@pytest.mark.usefixtures("alice")
+def test_disabled_user_cannot_change_password(
+    client: TestClient, admin: dict[str, str], sign_in: SignIn, assert_problem: AssertProblem
+) -> None:
+    alice = bearer(sign_in("alice", "alice-password"))
     client.patch(f"{USERS}/alice", json={"disabled": True}, headers=admin)
     assert_problem(
         client.post(
@@ -352,33 +301,23 @@ def test_disabled_user_cannot_change_password(client: TestClient, data_dir: Data
     )
 
 
-def test_stale_hashes_are_upgraded_on_sign_in(client: TestClient, data_dir: DataDir) -> None:
+@pytest.mark.usefixtures("alice")
+def test_stale_hashes_are_upgraded_on_sign_in(data_dir: DataDir, sign_in: SignIn) -> None:
     from argon2 import PasswordHasher
 
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
     weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("alice-password")
     with sqlite3.connect(data_dir.database("registry")) as db:
         db.execute("UPDATE users SET password_hash=? WHERE username='alice'", (weak,))
-    user_token(client, "alice", "alice-password")
+    sign_in("alice", "alice-password")
     with sqlite3.connect(data_dir.database("registry")) as db:
         (stored,) = db.execute("SELECT password_hash FROM users WHERE username='alice'").fetchone()
     assert stored != weak
     assert "m=65536,t=3,p=4" in stored
 
 
-def test_unknown_users_cost_as_much_as_wrong_passwords(
-    client: TestClient, data_dir: DataDir
-) -> None:
+@pytest.mark.usefixtures("alice")
+def test_unknown_users_cost_as_much_as_wrong_passwords(client: TestClient) -> None:
     # The answer time must not tell whether a user name exists (dummy argon2 verify).
-    client.post(
-        USERS,
-        json={"username": "alice", "password": "alice-password", "role": "viewer"},
-        headers=bearer(data_dir),
-    )
 
     def median_seconds(username: str) -> float:
         times = []
