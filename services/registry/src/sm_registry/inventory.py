@@ -14,6 +14,7 @@ so the gateway can tell "deleted" (403) from "never existed" (401).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field
@@ -106,6 +107,9 @@ NODE_CREDENTIALS = Table.metadata.tables["node_credentials"]
 ENROLLMENT_TOKENS = Table.metadata.tables["enrollment_tokens"]
 
 
+# A node list page formats three timestamps per node; the same stored times come
+# back page after page, and formatting was half the cost of building a page.
+@lru_cache(maxsize=65_536)
 def rfc3339(timestamp: float) -> str:
     """A stored Unix time as the API shows it (RFC 3339, UTC)."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
