@@ -1,7 +1,9 @@
-"""Fixtures every test package shares: a real Redis server and a real data directory.
+"""Fixtures every test package shares: a real Redis server, a real data directory, a registry.
 
 Redis: Debian's ``redis-server`` on a free loopback port for the whole session
 (nothing kept on disk); each test gets database 0 emptied before it runs.
+Every test package imports this file: heavy imports (uvicorn, the registry)
+stay inside the fixtures that need them.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +39,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--maxmemory-policy", "noeviction"],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--maxmemory-policy",
+            "noeviction",
+        ],
         stdout=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
@@ -74,3 +90,50 @@ def data_dir(tmp_path: Path) -> DataDir:
     data = DataDir(tmp_path / "data")
     initialize(data)
     return data
+
+
+@pytest.fixture
+def registry_gateway_url() -> str:
+    """The gateway URL ``registry_origin`` gives enrolling agents (override where a gateway runs)."""
+    return "wss://127.0.0.1:8104/agent/ws"
+
+
+@pytest.fixture
+def registry_origin(data_dir: DataDir, redis_url: str, registry_gateway_url: str) -> Iterator[str]:
+    """``https://127.0.0.1:<port>`` of a real registry serving the test's data directory and Redis.
+
+    uvicorn runs it in a thread of its own (its handlers block on SQLite), with
+    the data directory's server certificate.
+    """
+    import uvicorn
+
+    from sm_registry import RegistrySettings, create_app
+
+    port = free_port()
+    settings = RegistrySettings(
+        data_dir=data_dir.root,
+        redis_url=redis_url,
+        validate_responses=True,
+        gateway_url=registry_gateway_url,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            ssl_certfile=str(data_dir.server_cert),
+            ssl_keyfile=str(data_dir.server_key),
+            log_level="warning",
+            lifespan="on",  # a failing startup stops the server instead of being skipped
+        )
+    )
+    thread = threading.Thread(target=server.run, name="registry", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the registry did not start")
+        time.sleep(0.02)
+    yield f"https://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(20)

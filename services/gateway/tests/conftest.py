@@ -1,8 +1,8 @@
 """A real registry (uvicorn, TLS) and a real gateway for the gateway's tests.
 
-The registry runs in a thread of its own (its handlers block on SQLite), the
-gateway in the test's event loop via ``serve(settings)``. Both use the test's
-data directory and Redis database.
+The registry is the root conftest's ``registry_origin``, told the gateway's
+URL; the gateway runs in the test's event loop via ``serve(settings)``. Both
+use the test's data directory and Redis database.
 """
 
 from __future__ import annotations
@@ -11,20 +11,16 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from sm_agent.facts import gather_facts
 from sm_gateway.server import serve
 from sm_gateway.settings import GatewaySettings
-from sm_registry import RegistrySettings, create_app
 from sm_shared.access_keys import KeyKind, load_key
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import ALL_SCOPES
@@ -78,52 +74,21 @@ class Registry:
         assert response.status_code == 204, response.text
 
 
-@contextlib.contextmanager
-def running_registry(settings: RegistrySettings, port: int) -> Iterator[None]:
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=str(settings.data.server_cert),
-        ssl_keyfile=str(settings.data.server_key),
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="registry", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the registry did not start")
-        time.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(20)
-
-
 @pytest.fixture
 def gateway_port() -> int:
     return free_port()
 
 
 @pytest.fixture
-def registry(data_dir: DataDir, redis_url: str, gateway_port: int) -> Iterator[Registry]:
-    port = free_port()
-    settings = RegistrySettings(
-        data_dir=data_dir.root,
-        redis_url=redis_url,
-        validate_responses=True,
-        gateway_url=f"wss://127.0.0.1:{gateway_port}/agent/ws",
+def registry_gateway_url(gateway_port: int) -> str:
+    return f"wss://127.0.0.1:{gateway_port}/agent/ws"
+
+
+@pytest.fixture
+def registry(registry_origin: str, data_dir: DataDir) -> Registry:
+    return Registry(
+        registry_origin, data_dir, ssl.create_default_context(cafile=str(data_dir.ca_cert))
     )
-    with running_registry(settings, port):
-        yield Registry(
-            f"https://127.0.0.1:{port}",
-            data_dir,
-            ssl.create_default_context(cafile=str(data_dir.ca_cert)),
-        )
 
 
 @dataclass(frozen=True)
