@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class Child:
     started_at: float = 0.0
     failures: int = 0
     restarts: int = 0
-    pids: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int | None:
@@ -129,7 +128,6 @@ class Supervisor:
         finally:
             os.close(fd)
         child.started_at = time.monotonic()
-        child.pids.append(child.process.pid)
 
     async def _watch(self, child: Child) -> None:
         while True:
