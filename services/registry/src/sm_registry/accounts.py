@@ -10,8 +10,6 @@ deleted.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import Column, ForeignKey, String
 from sqlmodel import Field, Session
 
@@ -59,8 +57,3 @@ def check_name_free(session: Session, name: str) -> None:
         raise Conflict(f"a user named '{name}' exists already", name=name)
     if session.get(ServiceClientRow, name) is not None:
         raise Conflict(f"a service client named '{name}' exists already", name=name)
-
-
-def timestamp(unix: float) -> str:
-    """A stored Unix time as the API shows it (UTC, ISO 8601)."""
-    return datetime.fromtimestamp(unix, UTC).isoformat()

@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from sm_registry.accounts import ServiceClientRow, check_name_free, timestamp
+from sm_registry.accounts import ServiceClientRow, check_name_free
 from sm_registry.context import RegistryContext
+from sm_registry.inventory import rfc3339
 from sm_registry.roles import require_role, role_scopes
 from sm_shared.audit import AuditEvent, emit
 from sm_shared.database import writer
@@ -41,7 +42,7 @@ def _wire(row: ServiceClientRow) -> dict[str, Any]:
         "client_id": row.client_id,
         "role": row.role,
         "description": row.description,
-        "created_at": timestamp(row.created_at),
+        "created_at": rfc3339(row.created_at),
     }
 
 

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from sm_registry.accounts import UserRow, check_name_free, timestamp
+from sm_registry.accounts import UserRow, check_name_free
 from sm_registry.context import RegistryContext
+from sm_registry.inventory import rfc3339
 from sm_registry.passwords import hash_password, needs_rehash, verify_nothing, verify_password
 from sm_registry.ratelimit import Backoff, user_subject
 from sm_registry.roles import require_role, role_scopes
@@ -46,8 +47,8 @@ def _wire(row: UserRow) -> dict[str, Any]:
         "username": row.username,
         "role": row.role,
         "disabled": row.disabled,
-        "created_at": timestamp(row.created_at),
-        "updated_at": timestamp(row.updated_at),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
     }
 
 
