@@ -1,7 +1,8 @@
 """Schemathesis against every service document, in process, with an admin token.
 
 Each operation gets about 25 generated requests (``SM_SCHEMATHESIS_EXAMPLES``
-for a longer run, e.g. ``SM_SCHEMATHESIS_EXAMPLES=500``), valid and invalid
+for a longer run, e.g. ``SM_SCHEMATHESIS_EXAMPLES=500``; runs are
+derandomized unless ``SM_SCHEMATHESIS_RANDOM=1``), valid and invalid
 ones, and every response must hold to: no server error, the status code and
 content type the document declares, and the response schema. Response
 validation inside the app is on too (``validate_responses=True``).
@@ -50,6 +51,9 @@ from sm_shared.tokens import issue_access_token
 from tests.conftest import CONNEXION_SERVICES, EVERY_SCOPE, OPENAPI, build_app
 
 EXAMPLES = int(os.environ.get("SM_SCHEMATHESIS_EXAMPLES", "25"))
+# Not run: `allow_header_conformance` (Connexion 3.3 answers 405 with an
+# incomplete Allow header, an upstream false positive) and the stateful and
+# auth-probing checks (the security contract has its own tests).
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
