@@ -186,6 +186,12 @@ async def gateway_resources(settings: GatewaySettings) -> AsyncIterator[Gateway]
         await redis.aclose()
 
 
+def _quiet_websockets_logger() -> logging.Logger:
+    logger = logging.getLogger("websockets.server")
+    logger.setLevel(max(logger.level, logging.WARNING))
+    return logger
+
+
 async def serve(settings: GatewaySettings) -> None:
     """Run the gateway until cancelled; connections are closed with 1001 on the way out."""
     async with (
@@ -199,6 +205,9 @@ async def serve(settings: GatewaySettings) -> None:
             compression=None,
             max_size=settings.agent_max_message_bytes,
             server_header=None,
+            # websockets logs every handshake and HTTP answer at INFO: thousands
+            # of agents would flood the log. Ours logs what matters.
+            logger=_quiet_websockets_logger(),
         ) as server,
     ):
         log.info(
