@@ -188,7 +188,8 @@ async def gateway_resources(settings: GatewaySettings) -> AsyncIterator[Gateway]
 
 def _quiet_websockets_logger() -> logging.Logger:
     logger = logging.getLogger("websockets.server")
-    logger.setLevel(max(logger.level, logging.WARNING))
+    if logger.level == logging.NOTSET:  # an operator's explicit level wins
+        logger.setLevel(logging.WARNING)
     return logger
 
 
