@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import connexion
-from sm_shared.api_app import create_service_app
 
 from sm_commands.settings import CommandsSettings
+from sm_shared.api_app import create_service_app
 
 
 def create_app(settings: CommandsSettings) -> connexion.AsyncApp:
