@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from sm_registry import RegistrySettings, create_app
 from sm_registry.oauth import SERVICES_SCOPES, TOKEN_PATH
 from sm_shared.access_keys import KeyKind, load_key
-from sm_shared.api_app import spec_path
+from sm_shared.contracts import spec_path
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import ALL_SCOPES, BUILTIN_ROLES, SERVICE
 from sm_shared.tokens import TokenVerifier

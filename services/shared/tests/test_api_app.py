@@ -19,8 +19,8 @@ from sm_shared.api_app import (
     ServiceState,
     build_api_app,
     load_document,
-    spec_path,
 )
+from sm_shared.contracts import spec_path
 from sm_shared.datadir import DataDir
 from sm_shared.problems import PROBLEM_MEDIA_TYPE
 from sm_shared.tokens import TokenVerifier, issue_access_token

@@ -15,7 +15,7 @@ from typing import Any, Final
 import fastjsonschema
 import orjson
 
-from sm_shared.api_app import spec_path
+from sm_shared.contracts import spec_path
 
 SCHEMA_NAME: Final = "agent-protocol.json"
 # Versions this gateway speaks, oldest first.

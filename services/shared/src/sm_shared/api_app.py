@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sm_shared import connexion_tuning, response_types
+from sm_shared.contracts import spec_path
 from sm_shared.database import create_database_engine, ping
 from sm_shared.problems import PROBLEM_MEDIA_TYPE, PayloadTooLarge, ProblemError, response_for
 from sm_shared.settings import CoreSettings
@@ -40,22 +40,6 @@ from sm_shared.tokens import InvalidToken, TokenVerifier
 
 SHARED_HANDLERS = "sm_shared."
 ReadinessCheck = Callable[[], Awaitable[None]]
-
-
-def spec_path(package: str, name: str) -> Path:
-    """The OpenAPI document ``name`` (e.g. ``registry.yaml``).
-
-    A wheel carries it inside ``package`` (``openapi/<name>``); a checkout
-    reads it from the repository's ``openapi/`` folder.
-    """
-    packaged = resources.files(package) / "openapi" / name
-    if packaged.is_file():
-        return Path(str(packaged))
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "openapi" / name
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"OpenAPI document {name} not found for {package}")
 
 
 @functools.cache
