@@ -72,3 +72,14 @@ def test_from_fields_refuses_incomplete_events() -> None:
     del fields["actor"]
     with pytest.raises(KeyError):
         AuditEvent.from_fields(fields)
+
+
+def test_given_keeps_only_the_fields_an_update_was_given() -> None:
+    from sm_shared.audit import given
+
+    assert given(role="viewer", disabled=None, description="", scopes=[]) == {
+        "role": "viewer",
+        "description": "",
+        "scopes": [],
+    }
+    assert given() == {}

@@ -23,7 +23,7 @@ from sm_registry.accounts import ServiceClientRow, check_name_free
 from sm_registry.context import RegistryContext
 from sm_registry.inventory import rfc3339
 from sm_registry.roles import require_role, role_scopes
-from sm_shared.audit import AuditEvent, emit
+from sm_shared.audit import AuditEvent, emit, given
 from sm_shared.database import writer
 from sm_shared.problems import NotFound
 
@@ -143,11 +143,7 @@ async def update_client(
     description: str | None = None,
 ) -> dict[str, Any]:
     client = await asyncio.to_thread(_update, ctx.engine, client_id, role, description)
-    detail: dict[str, Any] = {}
-    if role is not None:
-        detail["role"] = role
-    if description is not None:
-        detail["description"] = description
+    detail = given(role=role, description=description)
     await emit(
         ctx.redis, AuditEvent(actor, "client.update", f"client:{client_id}", "registry", detail)
     )

@@ -21,7 +21,7 @@ from sqlmodel import Field, Session
 
 from sm_registry.context import RegistryContext
 from sm_registry.db import Table
-from sm_shared.audit import AuditEvent, emit
+from sm_shared.audit import AuditEvent, emit, given
 from sm_shared.database import writer
 from sm_shared.problems import BadRequest, Conflict, NotFound
 from sm_shared.scopes import ALL_SCOPES, BUILTIN_ROLES
@@ -235,11 +235,7 @@ async def update_role(
     """Change a custom role; built-in roles are read-only (``Conflict``)."""
     canonical = None if scopes is None else validate_scopes(scopes)
     role = await asyncio.to_thread(_update, ctx.engine, name, canonical, description)
-    detail: dict[str, Any] = {}
-    if canonical is not None:
-        detail["scopes"] = list(canonical)
-    if description is not None:
-        detail["description"] = description
+    detail = given(scopes=None if canonical is None else list(canonical), description=description)
     await emit(ctx.redis, AuditEvent(actor, "role.update", f"role:{name}", "registry", detail))
     return role
 

@@ -20,7 +20,7 @@ from sm_registry.inventory import rfc3339
 from sm_registry.passwords import hash_password, needs_rehash, verify_nothing, verify_password
 from sm_registry.ratelimit import Backoff, user_subject
 from sm_registry.roles import require_role, role_scopes
-from sm_shared.audit import AuditEvent, emit
+from sm_shared.audit import AuditEvent, emit, given
 from sm_shared.database import writer
 from sm_shared.problems import Forbidden, NotFound
 
@@ -172,11 +172,7 @@ async def update_user(
 ) -> dict[str, Any]:
     """Change a user's role and/or disable or enable them."""
     user = await asyncio.to_thread(_update, ctx.engine, username, role, disabled)
-    detail: dict[str, Any] = {}
-    if role is not None:
-        detail["role"] = role
-    if disabled is not None:
-        detail["disabled"] = disabled
+    detail = given(role=role, disabled=disabled)
     await emit(ctx.redis, AuditEvent(actor, "user.update", f"user:{username}", "registry", detail))
     return user
 

@@ -62,3 +62,8 @@ async def emit(redis: Redis, event: AuditEvent) -> str:
     """Append ``event`` to the audit stream; returns its stream id."""
     entry_id = await redis.xadd(AUDIT_STREAM, event.fields())  # type: ignore[arg-type]
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """The fields an update was given (those not None): the detail of an update event."""
+    return {name: value for name, value in fields.items() if value is not None}
