@@ -4,10 +4,11 @@ Run: ``uv run python bench/node_list.py [--nodes 10000] [--rate 500] [--seconds 
 
 1. Seeds ``--nodes`` nodes through the real enroll endpoint, labels them in
    bulk (``env``, ``role``) and marks a third online (presence keys).
-2. Latency: the registry alone under uvicorn (one worker, TLS off, no access
-   log); an open-loop client sends ``--rate`` requests/s for ``--seconds``
-   (pages of 100 at random offsets; one in four filtered by a selector) and
-   measures from each request's scheduled time, so queueing counts.
+2. Latency: the registry alone under uvicorn (``--workers``, TLS off, no
+   access log); ``hey`` (Debian) sends ``--rate`` requests/s for
+   ``--seconds``: three quarters pages of 100 in the middle of the list, one
+   quarter pages filtered by a selector. hey's workers are rate-capped, so a
+   server slower than the rate shows as a lower answered rate.
 3. Throughput: ``wrk`` (32 connections) on one page of 100 against the
    registry and against ``node_list_apps.starlette_app`` (same JWT check, same
    domain call), alternating; the ratio is registry / Starlette.
@@ -16,14 +17,14 @@ Run: ``uv run python bench/node_list.py [--nodes 10000] [--rate 500] [--seconds 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import random
+import re
+import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import redis
 from harness import private_redis, report, served, wrk
 
@@ -85,50 +86,61 @@ def seed(data: DataDir, redis_url: str, count: int, token: str) -> None:
     print(f"seeded {count} nodes in {time.perf_counter() - started:.1f} s")
 
 
-async def steady_load(url: str, token: str, rate: int, seconds: int, nodes: int) -> list[float]:
-    latencies: list[float] = []
-    errors = 0
-    rng = random.Random(7)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(
-        headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=30
-    ) as client:
+@dataclass(frozen=True)
+class Steady:
+    """One ``hey`` run: ``rate`` requests/s on ``url`` for ``seconds``."""
 
-        async def one(scheduled: float, params: dict[str, str | int]) -> None:
-            nonlocal errors
-            try:
-                response = await client.get(url, params=params)
-            except httpx.TransportError:
-                errors += 1
-                return
-            if response.status_code != 200:
-                errors += 1
-            latencies.append(time.perf_counter() - scheduled)
+    name: str
+    url: str
+    rate: int
+    workers: int
 
-        tasks = []
-        t0 = time.perf_counter() + 0.1
-        for i in range(rate * seconds):
-            scheduled = t0 + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            params: dict[str, str | int] = {"limit": 100, "offset": rng.randrange(0, nodes - 100)}
-            if i % 4 == 0:
-                params = {
-                    "limit": 100,
-                    "selector": "env=prod,role in (web,db)",
-                    "offset": rng.randrange(0, nodes // 2),
-                }
-            tasks.append(asyncio.create_task(one(scheduled, params)))
-        await asyncio.gather(*tasks)
-    if errors:
-        print(f"  {errors} of {rate * seconds} requests failed")
-    return latencies
+    def start(self, token: str, seconds: int) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [
+                "hey",
+                "-z",
+                f"{seconds}s",
+                "-c",
+                str(self.workers),
+                "-q",
+                f"{self.rate / self.workers:g}",
+                "-H",
+                f"Authorization: Bearer {token}",
+                self.url,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def summary(name: str, out: str) -> str:
+    """hey's figures: achieved rate, p50, p99, failures (any non-200 is a failure)."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p50 = re.search(r"50%+ in ([\d.]+) secs", out)
+    p99 = re.search(r"99%+ in ([\d.]+) secs", out)
+    codes = dict(re.findall(r"\[(\d{3})\]\s+(\d+) responses", out))
+    failed = sum(int(n) for code, n in codes.items() if code != "200")
+    errors = out.split("Error distribution:")[1].strip() if "Error distribution:" in out else ""
+    if not (rate and p50 and p99):
+        raise RuntimeError(f"unexpected hey output:\n{out}")
+    line = (
+        f"{name}: {float(rate.group(1)):.0f} req/s answered, p50 {float(p50.group(1)) * 1000:.1f} ms, "
+        f"p99 {float(p99.group(1)) * 1000:.1f} ms, {failed} non-200"
+    )
+    return line + (f"; errors: {errors}" if errors else "")
+
+
+def steady_load(base: str, token: str, rate: int, seconds: int, nodes: int) -> list[str]:
+    """Three quarters plain pages of 100, one quarter selector pages, at ``rate`` in all."""
+    page = f"{base}/api/v1/nodes?limit=100&offset={nodes // 2}"
+    selected = f"{base}/api/v1/nodes?limit=100&selector=env%3Dprod%2Crole%20in%20%28web%2Cdb%29"
+    runs = [
+        Steady("pages of 100", page, rate * 3 // 4, workers=30),
+        Steady("selector pages", selected, rate - rate * 3 // 4, workers=10),
+    ]
+    procs = [(run, run.start(token, seconds)) for run in runs]
+    return [summary(run.name, proc.communicate()[0]) for run, proc in procs]
 
 
 def main() -> None:
@@ -153,21 +165,17 @@ def main() -> None:
 
         registry = "node_list_apps:registry_app"
         with served(registry, "/api/v1/nodes", env, workers=args.workers) as base:
-            url = f"{base}/api/v1/nodes"
-            asyncio.run(steady_load(url, token, args.rate, 3, args.nodes))  # warm up
-            latencies = asyncio.run(steady_load(url, token, args.rate, args.seconds, args.nodes))
-        print(
-            f"latency at {args.rate} req/s, {args.workers} worker(s), {args.seconds} s "
-            f"({len(latencies)} requests answered): "
-            f"p50 {pct(latencies, 0.5) * 1000:.1f} ms, p99 {pct(latencies, 0.99) * 1000:.1f} ms, "
-            f"max {max(latencies) * 1000:.1f} ms"
-        )
+            steady_load(base, token, args.rate, 3, args.nodes)  # warm up
+            lines = steady_load(base, token, args.rate, args.seconds, args.nodes)
+        print(f"steady {args.rate} req/s for {args.seconds} s, {args.workers} uvicorn worker(s):")
+        for line in lines:
+            print(f"  {line}")
 
         rates: dict[str, list[float]] = {"starlette_app": [], "registry_app": []}
         for _ in range(args.rounds):
             for app in rates:
                 with served(f"node_list_apps:{app}", "/api/v1/nodes", env) as base:
-                    page = f"{base}/api/v1/nodes?limit=100&offset=5000"
+                    page = f"{base}/api/v1/nodes?limit=100&offset={args.nodes // 2}"
                     rates[app].append(wrk(page, token, args.wrk_seconds))
         report(rates, "starlette_app")
 

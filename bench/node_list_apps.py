@@ -8,10 +8,11 @@ with the same JWT check calling the same domain function
 from __future__ import annotations
 
 import connexion
+import orjson
 from harness import bearer_refusal
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from sm_registry import RegistrySettings, create_app, nodes
@@ -40,6 +41,9 @@ def starlette_app() -> Starlette:
             limit=int(params.get("limit", "100")),
             offset=int(params.get("offset", "0")),
         )
-        return JSONResponse(await nodes.list_nodes(ctx, query))
+        # orjson, as the service frame serializes (pages embed orjson fragments)
+        return Response(
+            orjson.dumps(await nodes.list_nodes(ctx, query)), media_type="application/json"
+        )
 
     return Starlette(routes=[Route("/api/v1/nodes", handler)])
