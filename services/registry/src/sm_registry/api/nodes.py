@@ -5,20 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from connexion import NoContent
-from connexion.lifecycle import ConnexionResponse
 
 from sm_registry import enrollment, nodes
 from sm_registry.context import current
-
-
-def _json(body: dict[str, Any], status: int = 200) -> ConnexionResponse:
-    """Serialized here with orjson: node documents embed their stored JSON (facts,
-    labels) as ``orjson.Fragment``s, which Connexion's own serializer cannot write."""
-    return ConnexionResponse(
-        status_code=status, body=orjson.dumps(body), content_type="application/json"
-    )
 
 
 async def list_nodes(
@@ -30,7 +20,7 @@ async def list_nodes(
     selector: str | None = None,
     q: str | None = None,
     status: str | None = None,
-) -> ConnexionResponse:
+) -> dict[str, Any]:
     query = nodes.NodeQuery(
         group=group,
         selector=selector,
@@ -41,18 +31,17 @@ async def list_nodes(
         limit=limit,
         offset=offset,
     )
-    return _json(await nodes.list_nodes(current(), query))
+    return await nodes.list_nodes(current(), query)
 
 
-async def get_node(node_id: str) -> ConnexionResponse:
-    return _json(await nodes.get_node(current(), node_id))
+async def get_node(node_id: str) -> dict[str, Any]:
+    return await nodes.get_node(current(), node_id)
 
 
 async def update_node(
     node_id: str, body: dict[str, Any], token_info: dict[str, Any]
-) -> ConnexionResponse:
-    node = await nodes.update_node(current(), node_id, changes=body, actor=token_info["sub"])
-    return _json(node)
+) -> dict[str, Any]:
+    return await nodes.update_node(current(), node_id, changes=body, actor=token_info["sub"])
 
 
 async def delete_node(node_id: str, token_info: dict[str, Any]) -> tuple[Any, int]:
@@ -60,34 +49,32 @@ async def delete_node(node_id: str, token_info: dict[str, Any]) -> tuple[Any, in
     return NoContent, 204
 
 
-async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) -> ConnexionResponse:
+async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) -> dict[str, Any]:
     labels = body.get("labels", {})
     change = nodes.BulkChange(
         set_labels=labels.get("set", {}),
         remove_labels=tuple(labels.get("remove", ())),
         **({"group": body["group"]} if "group" in body else {}),
     )
-    result = await nodes.bulk_update(current(), body["node_ids"], change, actor=token_info["sub"])
-    return _json(result)
+    return await nodes.bulk_update(current(), body["node_ids"], change, actor=token_info["sub"])
 
 
-async def resolve_nodes(body: dict[str, Any]) -> ConnexionResponse:
+async def resolve_nodes(body: dict[str, Any]) -> dict[str, Any]:
     target = nodes.Target(
         node_ids=tuple(body.get("node_ids", ())),
         groups=tuple(body.get("groups", ())),
         selector=body.get("selector"),
         all=bool(body.get("all", False)),
     )
-    return _json(await nodes.resolve(current(), target))
+    return await nodes.resolve(current(), target)
 
 
 async def decide_duplicate(
     node_id: str, body: dict[str, Any], token_info: dict[str, Any]
-) -> ConnexionResponse:
+) -> dict[str, Any]:
     decision = nodes.Decision(body["decision"])
-    node = await nodes.decide_duplicate(current(), node_id, decision, actor=token_info["sub"])
-    return _json(node)
+    return await nodes.decide_duplicate(current(), node_id, decision, actor=token_info["sub"])
 
 
-async def authenticate_node(body: dict[str, Any]) -> ConnexionResponse:
-    return _json(await enrollment.authenticate(current(), body["credential"]))
+async def authenticate_node(body: dict[str, Any]) -> dict[str, Any]:
+    return await enrollment.authenticate(current(), body["credential"])
