@@ -25,11 +25,8 @@ def _state() -> ServiceState:
     return state
 
 
-JSON = {"Content-Type": "application/json"}
-
-
-async def healthz() -> tuple[dict[str, Any], int, dict[str, str]]:
-    return {"status": "ok", "service": _state().name}, 200, JSON
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok", "service": _state().name}
 
 
 async def readyz() -> Any:
@@ -47,7 +44,7 @@ async def readyz() -> Any:
         return ConnexionResponse(
             status_code=503, body=response.body, content_type=response.media_type
         )
-    return {"status": "ready", "service": state.name, "checks": sorted(state.readiness)}, 200, JSON
+    return {"status": "ready", "service": state.name, "checks": sorted(state.readiness)}
 
 
 async def metrics() -> ConnexionResponse:
