@@ -2,7 +2,11 @@
 
 from typing import Final
 
+# Gateways → metrics: one entry per heartbeat, fields ``n`` (node id), ``h`` (the
+# heartbeat message exactly as the agent sent it and the gateway validated it,
+# JSON bytes) and ``r`` (receive time at the gateway, Unix seconds as text).
 METRICS_STREAM: Final = "metrics"
+METRICS_GROUP: Final = "metrics"
 RESULTS_STREAM: Final = "results"
 AUDIT_STREAM: Final = "audit"
 EVENTS_CHANNEL: Final = "events"
@@ -11,6 +15,12 @@ EVENTS_CHANNEL: Final = "events"
 REVOCATIONS_STREAM: Final = "revocations"
 # Hash node id → Unix time of its last heartbeat (gateways write, the registry reads).
 LAST_SEEN_HASH: Final = "last-seen"
+
+
+def live_metrics_channel(node_id: str) -> str:
+    """Pub/sub channel of one node's heartbeats as they arrive (gateways publish
+    ``{"type": "metrics", "node_id", "received_at", "heartbeat": {...}}``)."""
+    return f"live:{node_id}"
 
 
 def gateway_inbox(gateway_id: str) -> str:
