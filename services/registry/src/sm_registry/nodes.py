@@ -7,8 +7,14 @@ matching id: filtering by status and sorting by last-seen (both live in Redis);
 they read ids only, then fetch the one page of rows.
 
 Deleting a node revokes its credential in the same transaction and then
-announces it on the ``revocations`` stream (field ``node_id``), so the
-gateway holding the node's connection can drop it.
+announces it on the ``revocations`` stream (fields ``node_id``, ``reason``,
+``at``: every gateway forgets the credential) and, when a gateway holds the
+node's connection (``route:{node}``), as a ``revoke`` delivery in that
+gateway's inbox, which closes the connection at once.
+
+The gateway reports a connected node's facts (``put_facts``); like
+re-enrollment they refresh the host name, and a name never changed from the
+host name follows it.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from sm_registry.presence import OFFLINE_NEVER_SEEN, Presence, read_presence
 from sm_shared.audit import AuditEvent, emit
 from sm_shared.database import writer
 from sm_shared.problems import BadRequest, Conflict, NotFound
-from sm_shared.streams import LAST_SEEN_HASH, REVOCATIONS_STREAM
+from sm_shared.streams import LAST_SEEN_HASH, REVOCATIONS_STREAM, gateway_inbox, route_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,6 +56,9 @@ SERVICE: Final = "registry"
 # Revocations matter only while some gateway may still hold the node's
 # connection; an approximate cap keeps the stream from growing forever.
 REVOCATIONS_MAXLEN: Final = 10_000
+# A gateway reads its inbox as entries arrive and trims what it handled; the
+# cap only bounds the inbox of a gateway that died without deleting it.
+INBOX_MAXLEN: Final = 10_000
 # Bound parameters per IN (...) list: far below SQLite's variable limit.
 ID_CHUNK: Final = 500
 # From this offset on, a page is found on the sort index before its rows are read.
@@ -483,13 +492,23 @@ def revoke_node(conn: Connection, node_id: str, now: float) -> None:
 
 
 async def announce_revocation(redis: Redis, node_id: str, reason: str) -> None:
-    """Tell the gateways to drop the node's connection (``revocations`` stream)."""
+    """Tell the gateways the node's credential is revoked: every gateway forgets it
+    (``revocations`` stream), the one holding its connection closes it (its inbox)."""
     await redis.xadd(
         REVOCATIONS_STREAM,
         {"node_id": node_id, "reason": reason, "at": f"{time.time():.6f}"},
         maxlen=REVOCATIONS_MAXLEN,
         approximate=True,
     )
+    holder = await redis.get(route_key(node_id))
+    if holder is not None:
+        gateway = holder.decode() if isinstance(holder, bytes) else str(holder)
+        await redis.xadd(
+            gateway_inbox(gateway),
+            {"kind": "revoke", "node_id": node_id, "reason": reason},
+            maxlen=INBOX_MAXLEN,
+            approximate=True,
+        )
     await redis.hdel(LAST_SEEN_HASH, node_id)  # type: ignore[misc]
 
 
@@ -509,6 +528,36 @@ async def delete_node(ctx: RegistryContext, node_id: str, *, actor: str) -> None
         ctx.redis,
         AuditEvent(actor, "node.delete", f"node:{node_id}", SERVICE, {"hostname": hostname}),
     )
+
+
+# ---- facts ----
+
+
+def _put_facts(ctx: RegistryContext, node_id: str, facts: dict[str, Any]) -> None:
+    document = orjson.dumps(facts, option=orjson.OPT_SORT_KEYS).decode()
+    hostname = str(facts["hostname"])
+    with writer(ctx.engine).begin() as conn:
+        stored = conn.execute(sa.select(NODES.c.facts).where(NODES.c.id == node_id)).first()
+        if stored is None:
+            raise NodeNotFound(node_id)
+        if stored.facts == document:
+            return
+        conn.execute(
+            sa.update(NODES)
+            .where(NODES.c.id == node_id)
+            .values(
+                # As at re-enrollment: a name never changed from the host name follows it.
+                name=sa.case((NODES.c.name == NODES.c.hostname, hostname), else_=NODES.c.name),
+                hostname=hostname,
+                facts=document,
+                updated_at=time.time(),
+            )
+        )
+
+
+async def put_facts(ctx: RegistryContext, node_id: str, facts: dict[str, Any]) -> None:
+    """Store the facts a connected node reports (no audit event: nobody changed anything)."""
+    await asyncio.to_thread(_put_facts, ctx, node_id, facts)
 
 
 # ---- duplicates ----

@@ -49,6 +49,11 @@ async def delete_node(node_id: str, token_info: dict[str, Any]) -> tuple[Any, in
     return NoContent, 204
 
 
+async def put_facts(node_id: str, body: dict[str, Any]) -> tuple[Any, int]:
+    await nodes.put_facts(current(), node_id, body)
+    return NoContent, 204
+
+
 async def bulk_update_nodes(body: dict[str, Any], token_info: dict[str, Any]) -> dict[str, Any]:
     labels = body.get("labels", {})
     change = nodes.BulkChange(
