@@ -1,8 +1,14 @@
-"""CPU busy percentage, over all cores, since the previous measurement."""
+"""CPU busy percentage since the previous measurement: over all cores, and per core."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psutil
+
+
+def _clamp(value: float) -> float:
+    return min(max(float(value), 0.0), 100.0)
 
 
 class CpuCollector:
@@ -10,7 +16,12 @@ class CpuCollector:
 
     def __init__(self) -> None:
         psutil.cpu_percent(interval=None)
+        psutil.cpu_percent(interval=None, percpu=True)
 
     def percent(self) -> float:
-        value = float(psutil.cpu_percent(interval=None))
-        return min(max(value, 0.0), 100.0)
+        return _clamp(psutil.cpu_percent(interval=None))
+
+    def sample(self) -> dict[str, Any]:
+        total = self.percent()
+        per_core = [_clamp(v) for v in psutil.cpu_percent(interval=None, percpu=True)]
+        return {"percent": total, "per_core": per_core[:4096]}
