@@ -6,7 +6,7 @@ import ssl
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,7 +33,7 @@ class TlsServer:
     paths: list[str] = field(default_factory=list)
 
 
-def _serve(cert: bytes, key: bytes, ca_pem: bytes, tmp: Path) -> Iterator[TlsServer]:
+def _serve(cert: bytes, key: bytes, ca_pem: bytes, tmp: Path) -> Generator[TlsServer, None, None]:
     cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
     cert_file.write_bytes(cert)
     key_file.write_bytes(key)

@@ -47,7 +47,7 @@ class NetCollector:
             totals[f"rx {name}"] = max(int(counters[name].bytes_recv), 0)
             totals[f"tx {name}"] = max(int(counters[name].bytes_sent), 0)
         rates = self._rates.update(now, totals)
-        interfaces = [
+        interfaces: list[dict[str, Any]] = [
             {
                 "name": name,
                 "rx_bps": rates[f"rx {name}"],
