@@ -13,6 +13,9 @@ EVENTS_CHANNEL: Final = "events"
 # Registry → gateways: a node deleted or replaced; its connection must close (fields
 # ``node_id``, ``reason`` = deleted|replaced, ``at``).
 REVOCATIONS_STREAM: Final = "revocations"
+# Set by every metrics ingest process while it runs (a TTL of a few seconds):
+# `up` and the container health check read it, like arq's health-check key.
+METRICS_INGEST_HEALTH_KEY: Final = "metrics-ingest:health"
 # Hash node id → Unix time of its last heartbeat (gateways write, the registry reads).
 LAST_SEEN_HASH: Final = "last-seen"
 

@@ -1,0 +1,96 @@
+"""Buckets of uniform width and avg/min/max per bucket, from any tier.
+
+From the raw tier a bucket's values are the plain AVG/MIN/MAX of its samples;
+from a rollup tier they combine the finer buckets: MIN of minima, MAX of
+maxima, and the average weighted by each bucket's sample count (so an hour
+built from minutes equals the hour computed from raw samples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Row,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+)
+
+from sm_metrics.schema import samples
+
+
+def time_column(table: Table) -> ColumnElement[Any]:
+    """The column a tier's rows are placed in time by (a sample's ts, a rollup's bucket)."""
+    return table.c.ts if table is samples else table.c.bucket
+
+
+def bucket_start(
+    column: ColumnElement[Any], width: int, origin: int, dialect: str
+) -> ColumnElement[int]:
+    """``origin + floor((column - origin) / width) * width`` (``column >= origin``)."""
+    # Integers written into the statement, not bound: the GROUP BY expression is
+    # then textually the selected one (PostgreSQL insists).
+    at: ColumnElement[int] = literal_column(str(int(origin)), BigInteger)
+    step: ColumnElement[int] = literal_column(str(int(width)), BigInteger)
+    offset = (column - at) / step
+    # SQLite's CAST truncates, which is floor for the non-negative offsets used here;
+    # PostgreSQL's rounds, so it floors first.
+    index = cast(func.floor(offset) if dialect == "postgresql" else offset, BigInteger)
+    return at + index * step
+
+
+def aggregate_columns(table: Table, metrics: Sequence[str]) -> list[ColumnElement[Any]]:
+    """``count`` and ``<metric>_avg|min|max`` over a group of ``table``'s rows."""
+    if table is samples:
+        columns: list[ColumnElement[Any]] = [func.count().label("count")]
+        for metric in metrics:
+            value = table.c[metric]
+            columns += [
+                func.avg(value).label(f"{metric}_avg"),
+                func.min(value).label(f"{metric}_min"),
+                func.max(value).label(f"{metric}_max"),
+            ]
+        return columns
+    count = table.c["count"]
+    columns = [func.sum(count).label("count")]
+    for metric in metrics:
+        average = table.c[f"{metric}_avg"]
+        weight = func.sum(case((average.is_not(None), count)))
+        columns += [
+            (func.sum(average * count) / func.nullif(weight, 0)).label(f"{metric}_avg"),
+            func.min(table.c[f"{metric}_min"]).label(f"{metric}_min"),
+            func.max(table.c[f"{metric}_max"]).label(f"{metric}_max"),
+        ]
+    return columns
+
+
+def aggregate(
+    conn: Connection,
+    table: Table,
+    node_id: str,
+    *,
+    start: float,
+    end: float,
+    width: int,
+    origin: int,
+    metrics: Sequence[str],
+) -> Sequence[Row[Any]]:
+    """One node's buckets of ``width`` seconds (aligned to ``origin``) over [start, end)."""
+    when = time_column(table)
+    bucket = bucket_start(when, width, origin, conn.dialect.name).label("bucket")
+    query = (
+        select(bucket, *aggregate_columns(table, metrics))
+        .where(and_(table.c.node_id == node_id, when >= start, when < end))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return conn.execute(query).all()
