@@ -147,6 +147,6 @@ def test_cli_run_refuses_a_plain_gateway_url(
     state = tmp_path / "state"
     enroll(registry_origin, key, StateDir(state))
     config = tmp_path / "agent.toml"
-    config.write_text('gateway_url = "ws://127.0.0.1:8104/agent/ws"\n')
+    config.write_text('gateway_urls = ["ws://127.0.0.1:8104/agent/ws"]\n')
     assert main(["run", "--config", str(config), "--state-dir", str(state)]) == 1
-    assert "must be wss://" in capsys.readouterr().err
+    assert "is not a wss:// URL" in capsys.readouterr().err

@@ -33,7 +33,9 @@ def test_file_values(config: Path) -> None:
     assert settings.enrollment_key_source == "file"
     assert settings.state_dir == Path("/from/file")
     assert settings.log_level == "DEBUG"
-    assert settings.gateway_url is None
+    assert settings.gateway_urls == ()
+    assert settings.buffer_max_entries == 20_000
+    assert settings.buffer_max_bytes == 16 * 1024 * 1024
 
 
 def test_environment_overrides_file_and_flags_override_both(config: Path) -> None:
@@ -84,6 +86,13 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
         ("server = 8101\n", "server must be a string"),
         ("server = \n", "not valid TOML"),
         ('log_level = "loud"\n', "log_level must be one of"),
+        ("buffer_max_entries = 0\n", "buffer_max_entries must be at least 1"),
+        ('buffer_max_entries = "many"\n', "must be a whole number, not 'many'"),
+        ("buffer_max_entries = 1.5\n", "buffer_max_entries must be a whole number"),
+        ("buffer_max_entries = true\n", "buffer_max_entries must be a whole number"),
+        ("buffer_max_bytes = 1024\n", "buffer_max_bytes must be at least 65536"),
+        ('gateway_urls = ["https://a/agent/ws"]\n', "is not a wss:// URL"),
+        ("gateway_urls = [1]\n", "gateway_urls must be a list of wss:// URLs"),
     ],
 )
 def test_bad_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -124,3 +133,53 @@ def test_remove_enrollment_key_refuses_layouts_it_cannot_edit(tmp_path: Path) ->
     with pytest.raises(SettingsError, match="unexpected layout"):
         remove_enrollment_key(path)
     assert path.read_text() == original
+
+
+def test_typed_keys_from_file_environment_and_flags(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        'gateway_urls = ["wss://a:8104/agent/ws", "wss://b:8104/agent/ws"]\n'
+        "buffer_max_entries = 500\nbuffer_max_bytes = 1_048_576\n"
+    )
+    from_file = load_settings({"config": str(path)}, env={})
+    assert from_file.gateway_urls == ("wss://a:8104/agent/ws", "wss://b:8104/agent/ws")
+    assert (from_file.buffer_max_entries, from_file.buffer_max_bytes) == (500, 1_048_576)
+
+    env = {
+        "SM_AGENT_CONFIG": str(path),
+        "SM_AGENT_GATEWAY_URLS": " wss://c/agent/ws , wss://d/agent/ws,",
+        "SM_AGENT_BUFFER_MAX_ENTRIES": "900",
+    }
+    from_env = load_settings({}, env=env)
+    assert from_env.gateway_urls == ("wss://c/agent/ws", "wss://d/agent/ws")
+    assert (from_env.buffer_max_entries, from_env.buffer_max_bytes) == (900, 1_048_576)
+
+    flagged = load_settings(
+        {"gateway_urls": ["wss://e/agent/ws"], "buffer_max_bytes": "70000"}, env=env
+    )
+    assert flagged.gateway_urls == ("wss://e/agent/ws",)
+    assert flagged.buffer_max_bytes == 70_000
+    # One URL may be written as a plain string too.
+    path.write_text('gateway_urls = "wss://a:8104/agent/ws"\n')
+    assert load_settings({"config": str(path)}, env={}).gateway_urls == ("wss://a:8104/agent/ws",)
+    # An empty list of flags means none were given.
+    assert load_settings({"gateway_urls": []}, env=env).gateway_urls == from_env.gateway_urls
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"SM_AGENT_BUFFER_MAX_BYTES": "16M"},
+            "environment: buffer_max_bytes must be a whole number",
+        ),
+        (
+            {"SM_AGENT_GATEWAY_URLS": "ws://plain/agent/ws"},
+            "environment: gateway_urls: 'ws://plain",
+        ),
+        ({"SM_AGENT_LOG_LEVEL": "chatty"}, "environment: log_level must be one of"),
+    ],
+)
+def test_bad_environment_values_say_where_they_came_from(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({}, env={"XDG_CONFIG_HOME": "/nonexistent", **env})

@@ -5,7 +5,9 @@ package). Modules: ``settings`` (TOML file + ``SM_AGENT_`` environment +
 flags), ``trust`` (key parsing and the CA pinned by fingerprint), ``state``
 (what enrollment leaves in the state directory), ``enrollment``, ``facts``,
 ``collectors`` (one measurement each), ``heartbeat`` (messages and their
-sequence), ``backoff``, ``link`` (the WebSocket to the gateway).
+sequence), ``spool`` (the offline buffer on disk), ``delivery`` (what one
+connection sends next and what acks release), ``backoff``, ``link`` (the
+sampler and the WebSocket to the gateway).
 """
 
 __all__ = ["PROTOCOL_VERSIONS", "__version__"]

@@ -25,6 +25,7 @@ from sm_agent.facts import boot_id, gather_facts
 from sm_agent.heartbeat import Heartbeats, SequenceNumbers
 from sm_agent.link import CredentialRefused, Link, UnusableGatewayUrl
 from sm_agent.settings import AgentSettings, SettingsError, load_settings, remove_enrollment_key
+from sm_agent.spool import Spool, SpoolError
 from sm_agent.state import StateDir, StateError
 from sm_agent.trust import MalformedKey, TrustError, verified_context
 
@@ -49,6 +50,22 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR")
     common.add_argument("--server", help="the core's URL, e.g. https://core.example.net:8101")
     common.add_argument("--key", dest="enrollment_key", help="the enrollment key (sme1.…)")
+    common.add_argument(
+        "--gateway-url",
+        dest="gateway_urls",
+        action="append",
+        help="a gateway to connect to (wss://…/agent/ws); repeat to try several in turn",
+    )
+    common.add_argument(
+        "--buffer-max-entries",
+        dest="buffer_max_entries",
+        help="heartbeats the offline buffer keeps at most (default 20000)",
+    )
+    common.add_argument(
+        "--buffer-max-bytes",
+        dest="buffer_max_bytes",
+        help="bytes the offline buffer keeps at most (default 16777216)",
+    )
 
     parser = argparse.ArgumentParser(prog="sm-agent", description="Server Manager node agent")
     parser.add_argument("--version", action="version", version=f"sm-agent {__version__}")
@@ -82,12 +99,21 @@ def _enroll(settings: AgentSettings, state: StateDir) -> None:
 
 async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
     identity = state.identity()
-    gateway_url = settings.gateway_url or identity.gateway_url
-    if not gateway_url.startswith("wss://"):
-        raise Failure(f"the gateway URL must be wss://…, not {gateway_url!r}")
+    gateway_urls = settings.gateway_urls or (identity.gateway_url,)
+    for url in gateway_urls:
+        if not url.startswith("wss://"):
+            raise Failure(f"the gateway URL must be wss://…, not {url!r}")
     node_boot = boot_id()
+    try:
+        spool = Spool(
+            state.spool_dir,
+            max_entries=settings.buffer_max_entries,
+            max_bytes=settings.buffer_max_bytes,
+        )
+    except SpoolError as exc:
+        raise Failure(str(exc)) from exc
     link = Link(
-        gateway_url=gateway_url,
+        gateway_urls=gateway_urls,
         credential=state.credential(),
         ssl_context=verified_context(state.ca_file),
         facts=gather_facts,
@@ -95,19 +121,33 @@ async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
             node_boot, SequenceNumbers(state.sequence_file, node_boot), Sampler()
         ),
         backoff=Backoff(),
+        spool=spool,
+        interval=identity.heartbeat_interval,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("node %s: connecting to %s", identity.node_id, gateway_url)
+    log.info(
+        "node %s: connecting to %s (%d heartbeats buffered)",
+        identity.node_id,
+        ", ".join(gateway_urls),
+        len(spool),
+    )
     try:
         await link.run(stop)
     except CredentialRefused as exc:
         raise Failure(f"{exc}; enroll this node again", EXIT_REFUSED) from exc
     except UnusableGatewayUrl as exc:
         raise Failure(str(exc)) from exc
-    log.info("stopped after %d heartbeats", link.heartbeats_sent)
+    finally:
+        spool.close()
+    log.info(
+        "stopped after %d heartbeats sent, %d acknowledged; %d kept in the offline buffer",
+        link.heartbeats_sent,
+        link.heartbeats_acked,
+        len(spool),
+    )
 
 
 def _run(settings: AgentSettings, state: StateDir) -> None:
@@ -130,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(
-            {k: v for k, v in vars(args).items() if k != "command" and isinstance(v, str)}
+            {k: v for k, v in vars(args).items() if k != "command" and v is not None}
         )
     except SettingsError as exc:
         print(f"sm-agent: {exc}", file=sys.stderr)

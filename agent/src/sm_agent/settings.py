@@ -7,28 +7,44 @@ optional at its default location and required when named explicitly::
     server = "https://core.example.net:8101"   # the core, for enrollment
     enrollment_key = "sme1.…"                  # removed after enrolling
     state_dir = "/var/lib/sm-agent"
-    gateway_url = "wss://core.example.net:8104/agent/ws"   # optional override
+    # Gateways to try in turn (default: the one the core named at enrollment).
+    gateway_urls = ["wss://core-a.example.net:8104/agent/ws", "wss://core-b.example.net:8104/agent/ws"]
+    buffer_max_entries = 20000                 # offline buffer: heartbeats kept at most
+    buffer_max_bytes = 16777216                # … and bytes (oldest dropped first)
     log_level = "INFO"
 
-Environment: ``SM_AGENT_CONFIG`` (the file), ``SM_AGENT_SERVER``,
-``SM_AGENT_ENROLLMENT_KEY``, ``SM_AGENT_STATE_DIR``, ``SM_AGENT_GATEWAY_URL``,
-``SM_AGENT_LOG_LEVEL``.
+Environment: ``SM_AGENT_CONFIG`` (the file), then ``SM_AGENT_<KEY>`` for each
+key above (``SM_AGENT_GATEWAY_URLS`` comma-separated). Values are checked
+here, with a message naming the key and where it came from.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 ENV_PREFIX = "SM_AGENT_"
-KEYS = ("server", "enrollment_key", "state_dir", "gateway_url", "log_level")
+KEYS = (
+    "server",
+    "enrollment_key",
+    "state_dir",
+    "gateway_urls",
+    "buffer_max_entries",
+    "buffer_max_bytes",
+    "log_level",
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_BUFFER_ENTRIES = 20_000
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
+MIN_BUFFER_BYTES = 64 * 1024
+MAX_GATEWAY_URLS = 16
 
 Source = Literal["default", "file", "env", "flag"]
+Value = str | int | tuple[str, ...]
 
 
 class SettingsError(ValueError):
@@ -61,14 +77,83 @@ class AgentSettings:
     state_dir: Path
     server: str | None
     enrollment_key: str | None
-    gateway_url: str | None
+    # Empty: the gateway named at enrollment.
+    gateway_urls: tuple[str, ...]
+    buffer_max_entries: int
+    buffer_max_bytes: int
     log_level: str
     # Where the enrollment key came from: only a key read from the file is
     # removed from it after enrolling.
     enrollment_key_source: Source
 
 
-def _read_file(path: Path, explicit: bool) -> dict[str, str]:
+def _string(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise SettingsError(f"{key} must be a string")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str, object], int]:
+    def parse(key: str, value: object) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip().replace("_", ""))
+            except ValueError:
+                raise SettingsError(f"{key} must be a whole number, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{key} must be a whole number")
+        if value < minimum:
+            raise SettingsError(f"{key} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _urls(key: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment: comma-separated
+        value = [part for part in (p.strip() for p in value.split(",")) if part]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"{key} must be a list of wss:// URLs")
+    urls = tuple(str(v).strip() for v in value)
+    for url in urls:
+        if not url.startswith("wss://") or len(url) <= len("wss://"):
+            raise SettingsError(f"{key}: {url!r} is not a wss:// URL")
+    if len(urls) > MAX_GATEWAY_URLS:
+        raise SettingsError(f"{key}: at most {MAX_GATEWAY_URLS} URLs")
+    return urls
+
+
+def _level(key: str, value: object) -> str:
+    level = _string(key, value).upper()
+    if level not in LOG_LEVELS:
+        raise SettingsError(f"{key} must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+PARSERS: dict[str, Callable[[str, object], Value]] = {
+    "server": _string,
+    "enrollment_key": _string,
+    "state_dir": _string,
+    "gateway_urls": _urls,
+    "buffer_max_entries": _count(1),
+    "buffer_max_bytes": _count(MIN_BUFFER_BYTES),
+    "log_level": _level,
+}
+
+
+def _parse_layer(where: str, layer: Mapping[str, object]) -> dict[str, Value]:
+    values: dict[str, Value] = {}
+    for key, value in layer.items():
+        if key not in PARSERS:
+            raise SettingsError(f"{where}: unknown setting {key!r} (known: {', '.join(KEYS)})")
+        try:
+            values[key] = PARSERS[key](key, value)
+        except SettingsError as exc:
+            raise SettingsError(f"{where}: {exc}") from None
+    return values
+
+
+def _read_file(path: Path, explicit: bool) -> dict[str, object]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -78,55 +163,61 @@ def _read_file(path: Path, explicit: bool) -> dict[str, str]:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        document = tomllib.loads(raw.decode())
+        return tomllib.loads(raw.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
-    values: dict[str, str] = {}
-    for key, value in document.items():
-        if key not in KEYS:
-            raise SettingsError(f"{path}: unknown setting {key!r} (known: {', '.join(KEYS)})")
-        if not isinstance(value, str):
-            raise SettingsError(f"{path}: {key} must be a string")
-        values[key] = value
-    return values
 
 
 def load_settings(
-    flags: Mapping[str, str | None] | None = None,
+    flags: Mapping[str, object] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> AgentSettings:
     """Settings from the file, the environment and ``flags`` (keys of ``KEYS`` + ``config``).
 
-    A flag whose value is None was not given.
+    A flag whose value is None (or an empty list) was not given.
     """
-    given: dict[str, str] = {k: v for k, v in (flags or {}).items() if v is not None}
+    given = {k: v for k, v in (flags or {}).items() if v is not None and v != []}
     env = os.environ if env is None else env
 
     explicit_config = given.get("config") or env.get(ENV_PREFIX + "CONFIG")
-    config_path = Path(explicit_config) if explicit_config else default_config_path(env)
-    merged: dict[str, str] = {}
+    config_path = Path(str(explicit_config)) if explicit_config else default_config_path(env)
+    merged: dict[str, Value] = {}
     sources: dict[str, Source] = {}
-    layers: list[tuple[Source, Mapping[str, str]]] = [
-        ("file", _read_file(config_path, explicit=bool(explicit_config))),
-        ("env", {k: env[ENV_PREFIX + k.upper()] for k in KEYS if ENV_PREFIX + k.upper() in env}),
-        ("flag", {k: v for k, v in given.items() if k in KEYS}),
+    layers: list[tuple[Source, dict[str, Value]]] = [
+        ("file", _parse_layer(str(config_path), _read_file(config_path, bool(explicit_config)))),
+        (
+            "env",
+            _parse_layer(
+                "environment",
+                {k: env[ENV_PREFIX + k.upper()] for k in KEYS if ENV_PREFIX + k.upper() in env},
+            ),
+        ),
+        ("flag", _parse_layer("command line", {k: v for k, v in given.items() if k in KEYS})),
     ]
     for source, layer in layers:
         for key, value in layer.items():
             merged[key] = value
             sources[key] = source
 
-    log_level = merged.get("log_level", "INFO").upper()
-    if log_level not in LOG_LEVELS:
-        raise SettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-    state_dir = merged.get("state_dir")
+    def text(key: str) -> str | None:
+        value = merged.get(key)
+        return value.strip() or None if isinstance(value, str) else None
+
+    def number(key: str, default: int) -> int:
+        value = merged.get(key, default)
+        return value if isinstance(value, int) else default
+
+    urls = merged.get("gateway_urls", ())
+    state_dir = text("state_dir")
     return AgentSettings(
         config_path=config_path,
         state_dir=Path(state_dir) if state_dir else default_state_dir(env),
-        server=merged.get("server") or None,
-        enrollment_key=(merged.get("enrollment_key") or "").strip() or None,
-        gateway_url=merged.get("gateway_url") or None,
-        log_level=log_level,
+        server=text("server"),
+        enrollment_key=text("enrollment_key"),
+        gateway_urls=urls if isinstance(urls, tuple) else (),
+        buffer_max_entries=number("buffer_max_entries", DEFAULT_BUFFER_ENTRIES),
+        buffer_max_bytes=number("buffer_max_bytes", DEFAULT_BUFFER_BYTES),
+        log_level=str(merged.get("log_level", "INFO")),
         enrollment_key_source=sources.get("enrollment_key", "default"),
     )
 

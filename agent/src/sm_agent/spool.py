@@ -93,6 +93,9 @@ class Spool:
     def __len__(self) -> int:
         return self._count
 
+    def __contains__(self, serial: object) -> bool:
+        return isinstance(serial, int) and self._index(serial) is not None
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

@@ -6,6 +6,7 @@
     ca.pem       the core CA, pinned by the key's fingerprint
     node.json    node id, command public key, gateway URL, core URL, heartbeat interval
     sequence     the heartbeat sequence block reserved for the current boot
+    spool/       the offline buffer: heartbeats not yet acknowledged (sm_agent.spool)
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class StateDir:
     @property
     def sequence_file(self) -> Path:
         return self.root / "sequence"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.root / "spool"
 
     def enrolled(self) -> bool:
         return self.credential_file.exists() and self.node_file.exists()
