@@ -8,8 +8,9 @@ worker|api``), so the check finds out what this container runs from the
 * an HTTP service: ``GET /readyz`` on its port answers 200 (its database and
   Redis are reachable); the certificate is not verified, since this asks the
   process in this very container whether it is ready, not whom to trust;
-* the worker: arq's health-check key exists in ``SM_REDIS_URL`` (the worker
-  refreshes it every few seconds).
+* the worker and the metrics ingest (no HTTP listener): their health key
+  exists in ``SM_REDIS_URL`` (each refreshes it every few seconds: arq's
+  health-check key, ``metrics-ingest:health``).
 
 Usage: ``healthcheck.py`` (discover), ``healthcheck.py --pid PID`` (that
 process), ``healthcheck.py --url URL`` (just this URL). Exit 0 healthy, 1 not.
@@ -40,6 +41,11 @@ DEFAULT_PORTS: dict[str, int] = {
 WORKER = "worker"
 # arq's health-check key of the default queue (arq.constants).
 WORKER_HEALTH_KEY = "arq:queue:health-check"
+METRICS_INGEST = "metrics-ingest"
+# sm_shared.streams.METRICS_INGEST_HEALTH_KEY (a test keeps the two equal).
+INGEST_HEALTH_KEY = "metrics-ingest:health"
+# The processes checked by a key in Redis, not over HTTP.
+HEALTH_KEYS: dict[str, str] = {WORKER: WORKER_HEALTH_KEY, METRICS_INGEST: INGEST_HEALTH_KEY}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMEOUT = 3.0
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n"})
@@ -141,6 +147,11 @@ def check_http(url: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
 
 def check_worker(redis_url: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
     """Whether the worker's health-check key is present in Redis."""
+    return check_key(redis_url, WORKER_HEALTH_KEY, timeout)
+
+
+def check_key(redis_url: str, key: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
+    """Whether ``key`` (a process's health key) is present in Redis."""
     import redis  # only the worker's check needs it; the services image has it
 
     try:
@@ -148,12 +159,12 @@ def check_worker(redis_url: str, timeout: float = TIMEOUT) -> tuple[bool, str]:
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         try:
-            found = bool(client.exists(WORKER_HEALTH_KEY))
+            found = bool(client.exists(key))
         finally:
             client.close()
     except redis.RedisError as exc:
         return False, f"{type(exc).__name__}: {exc}"
-    return found, f"{WORKER_HEALTH_KEY} {'present' if found else 'missing'}"
+    return found, f"{key} {'present' if found else 'missing'}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -170,11 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except NoTarget as exc:
             print(f"unhealthy: {exc}", file=sys.stderr)
             return 1
-        if target.service == WORKER:
-            healthy, detail = check_worker(os.environ.get("SM_REDIS_URL", DEFAULT_REDIS_URL))
+        key = HEALTH_KEYS.get(target.service)
+        if key is not None:
+            healthy, detail = check_key(os.environ.get("SM_REDIS_URL", DEFAULT_REDIS_URL), key)
         else:
             healthy, detail = check_http(target.url)
-        what = f"{target.service} ({target.url if target.service != WORKER else 'Redis'})"
+        what = f"{target.service} ({target.url if key is None else 'Redis'})"
     print(f"{'healthy' if healthy else 'unhealthy'}: {what}: {detail}")
     return 0 if healthy else 1
 

@@ -65,7 +65,9 @@ K8S_VERSION = "1.30"
 # The services image's name in docker-compose.yml and k8s/.
 SERVICES_IMAGE = "server-manager"
 # Services that open a SQLite database (the worker writes metrics' and commands').
-SQLITE_WORKLOADS = ("registry", "metrics", "commands", "worker")
+SQLITE_WORKLOADS = ("registry", "metrics", "commands", "worker", "metrics-ingest")
+# Processes without a listener (`smctl serve worker|metrics-ingest`): checked by a key in Redis.
+BACKGROUND = ("worker", "metrics-ingest")
 # The OpenAPI documents (openapi/) each service's wheel carries (hatch force-include).
 SERVICE_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "registry": ("registry.yaml",),
@@ -574,11 +576,13 @@ def test_healthcheck_ports_are_smctl_defaults() -> None:
     from sm_ctl.catalog import Service, default_port
 
     for service in Service:
-        if service is Service.WORKER:
-            assert service.value == healthcheck.WORKER
+        if service.value in healthcheck.HEALTH_KEYS:
+            assert default_port(service) == 0  # no listener: checked by its key in Redis
         else:
             assert healthcheck.DEFAULT_PORTS[service.value] == default_port(service)
-    assert set(healthcheck.DEFAULT_PORTS) | {healthcheck.WORKER} == {s.value for s in Service}
+    assert set(healthcheck.DEFAULT_PORTS) | set(healthcheck.HEALTH_KEYS) == {
+        s.value for s in Service
+    }
 
 
 def test_healthcheck_reads_the_serve_command_line() -> None:
@@ -628,6 +632,19 @@ def test_healthcheck_of_the_worker_reads_arq_health_key(redis_url: str) -> None:
     assert not healthcheck.check_worker(f"redis://127.0.0.1:{free_port()}/0", timeout=1)[0]
 
 
+def test_healthcheck_of_the_metrics_ingest_reads_its_health_key(redis_url: str) -> None:
+    from sm_shared.streams import METRICS_INGEST_HEALTH_KEY
+
+    assert healthcheck.INGEST_HEALTH_KEY == METRICS_INGEST_HEALTH_KEY  # the key the ingest sets
+    assert healthcheck.HEALTH_KEYS["metrics-ingest"] == METRICS_INGEST_HEALTH_KEY
+    key = METRICS_INGEST_HEALTH_KEY
+    assert healthcheck.check_key(redis_url, key) == (False, f"{key} missing")
+    client = redis.Redis.from_url(redis_url)
+    client.set(key, "{}")
+    client.close()
+    assert healthcheck.check_key(redis_url, key) == (True, f"{key} present")
+
+
 # ---------------------------------------------------------------- docker-compose.yml
 
 
@@ -668,7 +685,7 @@ def compose_services_running(service: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_compose_runs_each_service_in_its_own_container() -> None:
     services = compose()["services"]
-    for service in (*SERVICES, "worker"):
+    for service in (*SERVICES, *BACKGROUND):
         running = compose_services_running(service)
         assert len(running) == 1, f"{service}: {running}"
         name, spec = running[0]
@@ -682,7 +699,7 @@ def test_compose_runs_each_service_in_its_own_container() -> None:
         assert spec["environment"]["SM_REDIS_URL"].startswith("redis://redis:6379/")
         assert spec["depends_on"]["init"]["condition"] == "service_completed_successfully"
         command = spec["command"]
-        if service != "worker":
+        if service not in BACKGROUND:
             assert command[command.index("--port") + 1] == str(PORTS[service])
     assert [n for n, s in services.items() if "ports" in s] == ["edge"]
 
@@ -1363,13 +1380,13 @@ def workload_containers(
 def test_k8s_services_run_smctl_serve_on_their_ports(rendered_base: list[dict[str, Any]]) -> None:
     deployments = by_kind(rendered_base, "Deployment")
     services = by_kind(rendered_base, "Service")
-    for name in (*SERVICES, "worker"):
+    for name in (*SERVICES, *BACKGROUND):
         (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
         assert container["image"].split(":")[0] == SERVICES_IMAGE
         args = container["args"]
         assert args[:2] == ["serve", name]
         check_smctl_args(args)
-        if name == "worker":
+        if name in BACKGROUND:
             assert "ports" not in container
             assert name not in services
             continue
@@ -1442,7 +1459,7 @@ def test_k8s_containers_are_unprivileged_and_bounded(rendered_base: list[dict[st
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
         assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
         assert "livenessProbe" in container, name
-    assert seen == {*SERVICES, "worker", "redis"}
+    assert seen == {*SERVICES, *BACKGROUND, "redis"}
 
 
 def test_k8s_keys_secret_is_the_data_dirs_key_material(rendered_base: list[dict[str, Any]]) -> None:

@@ -91,7 +91,14 @@ def test_up_prints_the_keys_serves_tls_and_stops_cleanly(
     fingerprint = ca_fingerprint(up.data.ca_cert.read_bytes())
     assert enrollment.fingerprint == secret.fingerprint == fingerprint
     assert facts.fingerprint == ":".join(f"{b:02X}" for b in fingerprint)
-    assert set(facts.processes) == {"redis", "api", "worker", "gateway", "agent"}
+    assert set(facts.processes) == {
+        "redis",
+        "api",
+        "metrics-ingest",
+        "worker",
+        "gateway",
+        "agent",
+    }
 
     with httpx.Client(base_url=facts.api_url, verify=tls(up.data), trust_env=False) as client:
         ready = client.get("/readyz")
@@ -148,7 +155,7 @@ def test_a_dead_child_is_restarted(core: tuple[UpProcess, banner.Banner]) -> Non
     wait_for(ready_again, 30, "the restarted API to answer")
     assert not alive(api)
     # The others were left alone.
-    for name in ("redis", "worker", "gateway", "agent"):
+    for name in ("redis", "metrics-ingest", "worker", "gateway", "agent"):
         assert alive(facts.processes[name]), name
     assert up.stop() == 0
 

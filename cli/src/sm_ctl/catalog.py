@@ -22,6 +22,8 @@ class Service(StrEnum):
     COMMANDS = "commands"
     GATEWAY = "gateway"
     WORKER = "worker"
+    # The metrics stream's consumer (heartbeats → the metrics database); no listener.
+    METRICS_INGEST = "metrics-ingest"
 
 
 HTTP_APIS: tuple[Service, ...] = (Service.REGISTRY, Service.METRICS, Service.COMMANDS)
@@ -33,7 +35,7 @@ def default_port(service: Service) -> int:
     """The port a service listens on when run alone (``sm_shared.routes.DEFAULT_PORTS``)."""
     if service is Service.API:
         return API_PORT
-    if service is Service.WORKER:
+    if service in (Service.WORKER, Service.METRICS_INGEST):
         return 0
     port: int = DEFAULT_PORTS[service.value]  # type: ignore[index]
     return port

@@ -40,7 +40,7 @@ from sm_ctl.supervisor import Child, ChildSpec, Supervisor, log_tail
 from sm_ctl.worker import HEALTH_CHECK_KEY
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
-from sm_shared.streams import presence_key
+from sm_shared.streams import METRICS_INGEST_HEALTH_KEY, presence_key
 
 WILDCARDS = {"", "0.0.0.0", "::"}
 
@@ -174,7 +174,7 @@ class Launch:
         ready = self._ready(child, "Redis", redis_ready(self.redis_url))
         if not await until_stopped(ready, self.stop):
             return False
-        await _forget_worker_health(self.redis_url)
+        await _forget_health_keys(self.redis_url)
         return True
 
     def _child_env(self) -> dict[str, str]:
@@ -192,7 +192,7 @@ class Launch:
         return env
 
     def service_specs(self) -> list[ChildSpec]:
-        """The API, gateway and worker processes."""
+        """The API, gateway, metrics ingest and worker processes."""
         env = self._child_env()
         options = self.options
         common = ("--data-dir", str(self.data.root), "--host", options.host)
@@ -210,6 +210,12 @@ class Launch:
                 self.logs / "gateway.log",
             ),
             ChildSpec(
+                "metrics-ingest",
+                _smctl("serve", "metrics-ingest", "--data-dir", str(self.data.root)),
+                env,
+                self.logs / "metrics-ingest.log",
+            ),
+            ChildSpec(
                 "worker",
                 _smctl("serve", "worker", "--data-dir", str(self.data.root)),
                 env,
@@ -222,6 +228,8 @@ class Launch:
             return http_ready(self.where.api_probe, tls)
         if name == "gateway":
             return http_ready(self.where.gateway_probe, tls)
+        if name == "metrics-ingest":
+            return redis_key_exists(self.redis_url, METRICS_INGEST_HEALTH_KEY)
         return redis_key_exists(self.redis_url, HEALTH_CHECK_KEY)
 
     async def start_services(self) -> bool:
@@ -344,10 +352,10 @@ async def all_of(waits: Sequence[Awaitable[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _forget_worker_health(redis_url: str) -> None:
-    """A worker killed earlier may have left its health key; readiness must see a fresh one."""
+async def _forget_health_keys(redis_url: str) -> None:
+    """A worker or ingest killed earlier may have left its health key; readiness must see a fresh one."""
     client = Redis.from_url(redis_url)
     try:
-        await client.delete(HEALTH_CHECK_KEY)
+        await client.delete(HEALTH_CHECK_KEY, METRICS_INGEST_HEALTH_KEY)
     finally:
         await client.aclose()

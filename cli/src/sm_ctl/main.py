@@ -223,6 +223,12 @@ def serve(
 
         worker.run(data.root)
         return
+    if service is Service.METRICS_INGEST:
+        from sm_metrics.ingest import main as ingest
+        from sm_metrics.settings import MetricsSettings
+
+        ingest(MetricsSettings(data_dir=data.root))
+        return
     if service is Service.GATEWAY:
         from sm_ctl import gateway
 

@@ -178,11 +178,10 @@ class Consumer:
     def step(self) -> int:
         """One round: own pending entries first when recovering, else new ones; returns entries handled."""
         self.housekeeping()
-        if self.recovering:
-            return self.recover()
+        recovered = self.recover() if self.recovering else 0
         entries = self._read(">", self.settings.metrics_block_ms)
         self.handle(entries)
-        return len(entries)
+        return recovered + len(entries)
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; a failed write is retried, never skipped."""
