@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,6 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sm_agent.collectors import Sampler
 from sm_agent.facts import gather_facts
 
 # The running services come from conftest.py fixtures (types there: Gateway, Registry).
@@ -45,14 +45,13 @@ def hello(versions: list[int] | None = None) -> dict[str, Any]:
     return message
 
 
-def heartbeat(seq: int = 0) -> dict[str, Any]:
+def heartbeat(seq: int = 0, example: int = 0) -> dict[str, Any]:
+    """A heartbeat built from the contract's examples (not from the agent's collectors)."""
     message = {
-        "v": 1,
-        "type": "heartbeat",
+        **copy.deepcopy(SCHEMA["definitions"]["heartbeat"]["examples"][example]),
         "boot_id": "boot-test",
         "seq": seq,
         "sent_at": round(time.time(), 3),
-        "sample": Sampler().sample(),
     }
     _check(message)
     return message
@@ -181,7 +180,13 @@ async def test_hello_welcome_and_heartbeats_set_presence(
 
     async with agent(gateway, node["credential"]) as ws:
         welcome = await greet(ws)
-        assert welcome == {"v": 1, "type": "welcome", "node_id": node_id, "heartbeat_interval": 1.0}
+        assert welcome == {
+            "v": 1,
+            "type": "welcome",
+            "node_id": node_id,
+            "heartbeat_interval": 1.0,
+            "backlog_rate": 1000.0,  # the whole budget (2000/s), within the contract's range
+        }
         online = await events.get_message(ignore_subscribe_messages=True, timeout=5)
         assert online is not None
         assert json.loads(online["data"])["status"] == "online"

@@ -15,6 +15,7 @@ from sm_gateway.protocol import (
     CloseCode,
     Protocol,
     ProtocolError,
+    backlog_rate,
     load_schema,
 )
 
@@ -43,7 +44,7 @@ def test_versions_match_the_contract() -> None:
     assert tuple(SCHEMA["x-protocol-versions"]) == SUPPORTED_VERSIONS
 
 
-@pytest.mark.parametrize("name", ["hello", "heartbeat"])
+@pytest.mark.parametrize("name", ["hello", "heartbeat", "facts"])
 def test_agent_examples_pass_both_validators(protocol: Protocol, name: str) -> None:
     for example in _examples(name):
         jsonschema.validate(example, SCHEMA, cls=jsonschema.Draft7Validator)
@@ -51,11 +52,35 @@ def test_agent_examples_pass_both_validators(protocol: Protocol, name: str) -> N
 
 
 def test_welcome_obeys_the_contract(protocol: Protocol) -> None:
-    welcome = orjson.loads(protocol.welcome(1, "node-1", 5.0))
+    welcome = orjson.loads(protocol.welcome(1, "node-1", 5.0, 20.0))
     jsonschema.validate(welcome, SCHEMA, cls=jsonschema.Draft7Validator)
     assert welcome == _examples("welcome")[0] | {"node_id": "node-1"}
     with pytest.raises(ProtocolError):
-        protocol.welcome(1, "node-1", 0.5)  # below the contract's minimum: never sent
+        protocol.welcome(1, "node-1", 0.5, 20.0)  # below the contract's minimum: never sent
+    with pytest.raises(ProtocolError):
+        protocol.welcome(1, "node-1", 5.0, 0.0)
+
+
+def test_ack_obeys_the_contract(protocol: Protocol) -> None:
+    ack = orjson.loads(protocol.ack(1, 12))
+    jsonschema.validate(ack, SCHEMA, cls=jsonschema.Draft7Validator)
+    assert ack == _examples("ack")[0]
+    with pytest.raises(ProtocolError):
+        protocol.ack(1, 0)  # nothing to acknowledge is never sent
+
+
+@pytest.mark.parametrize(
+    ("budget", "connections", "rate"),
+    [
+        (2000.0, 1, 1000.0),  # capped by the contract's maximum
+        (2000.0, 0, 1000.0),
+        (2000.0, 100, 20.0),
+        (2000.0, 10_000, 0.2),
+        (2000.0, 100_000, 0.1),  # never below the contract's minimum
+    ],
+)
+def test_backlog_rate_divides_the_budget(budget: float, connections: int, rate: float) -> None:
+    assert backlog_rate(budget, connections) == rate
 
 
 @pytest.mark.parametrize(
@@ -111,6 +136,8 @@ def test_close_reasons_fit_a_control_frame() -> None:
 
 
 def test_only_agent_messages_are_accepted_from_agents(protocol: Protocol) -> None:
-    assert set(AGENT_MESSAGE_TYPES) == {"hello", "heartbeat"}
-    with pytest.raises(ProtocolError):
-        protocol.decode(orjson.dumps(_examples("welcome")[0]).decode())
+    assert set(AGENT_MESSAGE_TYPES) == {"hello", "heartbeat", "facts"}
+    for kind in ("welcome", "ack"):
+        with pytest.raises(ProtocolError) as caught:
+            protocol.decode(orjson.dumps(_examples(kind)[0]).decode())
+        assert caught.value.code == CloseCode.POLICY_VIOLATION

@@ -5,7 +5,8 @@
 revoked or deleted. Successful answers are reused for a short time, keyed by
 the credential's SHA-256, so a fleet reconnecting at once does not query the
 registry once per attempt. Refusals are not cached: a node enrolled again
-must be able to connect at once.
+must be able to connect at once. A revoked node's entries are dropped as soon
+as the revocation is read (``forget_node``), on every gateway.
 """
 
 from __future__ import annotations
@@ -100,6 +101,16 @@ class Authenticator:
 
     def forget(self, credential: str) -> None:
         self._cache.pop(hashlib.sha256(credential.encode()).digest(), None)
+
+    def forget_node(self, node_id: str) -> int:
+        """Drop every cached success of ``node_id`` (it was revoked); how many were dropped.
+
+        A scan of the cache: revocations are rare, and the cache is bounded.
+        """
+        stale = [key for key, (_, who) in self._cache.items() if who.node_id == node_id]
+        for key in stale:
+            del self._cache[key]
+        return len(stale)
 
     async def _ask_registry(self, credential: str) -> NodeIdentity:
         for _attempt in range(2):

@@ -11,17 +11,29 @@ Per node (names from ``sm_shared.streams``):
 A status event ``{"type": "status", "node_id", "status", "gateway", "at"}`` is
 published on the ``events`` channel when a node comes online (its presence
 key did not exist) and when its connection ends here.
+
+Heartbeats refresh presence in batches (``stage``): one script call per
+batch sets the keys of every node in it and publishes their live messages,
+inside the batch's pipeline; it returns the nodes that were offline.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Final
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
 
-from sm_shared.streams import EVENTS_CHANNEL, LAST_SEEN_HASH, presence_key, route_key
+from sm_shared.streams import (
+    EVENTS_CHANNEL,
+    LAST_SEEN_HASH,
+    live_metrics_channel,
+    presence_key,
+    route_key,
+)
 
 PRESENCE_INTERVALS: Final = 3
 
@@ -46,6 +58,34 @@ end
 if mine then return 1 end
 return 0
 """
+
+
+# KEYS: the last-seen hash, then per node its presence and route keys.
+# ARGV: gateway, TTL (ms), now, then per node: id, presence document, live channel,
+# live message ('' for none). Returns the ids of the nodes that were offline.
+_TOUCH_MANY = """
+local gateway, ttl, now = ARGV[1], ARGV[2], ARGV[3]
+local came = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local a = 3 + (i - 1) * 4
+  local node, live = ARGV[a + 1], ARGV[a + 4]
+  local before = redis.call('SET', KEYS[2 * i], ARGV[a + 2], 'PX', ttl, 'GET')
+  redis.call('SET', KEYS[2 * i + 1], gateway, 'PX', ttl)
+  redis.call('HSET', KEYS[1], node, now)
+  if live ~= '' then redis.call('PUBLISH', ARGV[a + 3], live) end
+  if not before then came[#came + 1] = node end
+end
+return came
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """One node's presence refresh in a batch, with its live message (or none)."""
+
+    node_id: str
+    connected_at: float
+    live: bytes | None
 
 
 def status_event(node_id: str, status: str, gateway: str, at: float) -> bytes:
@@ -78,6 +118,31 @@ class Presence:
             )
             return True
         return False
+
+    def stage(self, pipe: Any, refreshes: Sequence[Refresh], now: float) -> None:
+        """Queue one script call on ``pipe`` refreshing every node of ``refreshes``."""
+        keys: list[str] = [LAST_SEEN_HASH]
+        args: list[str | bytes | float] = [self._gateway, self._ttl_ms, repr(now)]
+        for refresh in refreshes:
+            keys += (presence_key(refresh.node_id), route_key(refresh.node_id))
+            document = orjson.dumps(
+                {"gateway": self._gateway, "connected_at": refresh.connected_at, "last_seen": now}
+            )
+            args += (
+                refresh.node_id,
+                document,
+                live_metrics_channel(refresh.node_id),
+                refresh.live or b"",
+            )
+        pipe.eval(_TOUCH_MANY, len(keys), *keys, *args)
+
+    async def announce_online(self, node_ids: Sequence[bytes | str], now: float) -> None:
+        """Publish ``online`` for the nodes a batch found offline."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node in node_ids:
+                node_id = node.decode() if isinstance(node, bytes) else node
+                pipe.publish(EVENTS_CHANNEL, status_event(node_id, "online", self._gateway, now))
+            await pipe.execute()
 
     async def release(self, node_id: str, connected_at: float) -> bool:
         """The connection that started at ``connected_at`` ended; True when the node went offline."""

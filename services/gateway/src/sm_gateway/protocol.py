@@ -20,8 +20,10 @@ from sm_shared.contracts import spec_path
 SCHEMA_NAME: Final = "agent-protocol.json"
 # Versions this gateway speaks, oldest first.
 SUPPORTED_VERSIONS: Final[tuple[int, ...]] = (1,)
-AGENT_MESSAGE_TYPES: Final = ("hello", "heartbeat")
-GATEWAY_MESSAGE_TYPES: Final = ("welcome",)
+AGENT_MESSAGE_TYPES: Final = ("hello", "heartbeat", "facts")
+GATEWAY_MESSAGE_TYPES: Final = ("welcome", "ack")
+# The range the contract allows for a welcome's backlog_rate (heartbeats per second).
+BACKLOG_RATE_RANGE: Final = (0.1, 1000.0)
 MAX_REASON_BYTES: Final = 123  # RFC 6455: a close reason fits in a control frame
 
 
@@ -67,9 +69,10 @@ class Protocol:
         definitions = schema["definitions"]
         self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
         self._validators: dict[str, Callable[[Any], Any]] = {
-            name: fastjsonschema.compile(
-                {"definitions": definitions, "$ref": f"#/definitions/{name}"}
-            )
+            # The definition itself at the top, not a $ref to it: fastjsonschema names
+            # a referenced definition's function case-insensitively, so the message
+            # ``facts`` would be validated as the object ``Facts``.
+            name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
             for name in (*AGENT_MESSAGE_TYPES, *GATEWAY_MESSAGE_TYPES)
         }
 
@@ -112,13 +115,27 @@ class Protocol:
             )
         return max(shared)
 
-    def welcome(self, version: int, node_id: str, heartbeat_interval: float) -> str:
+    def welcome(
+        self, version: int, node_id: str, heartbeat_interval: float, backlog_rate: float
+    ) -> str:
         message = {
             "v": version,
             "type": "welcome",
             "node_id": node_id,
             "heartbeat_interval": heartbeat_interval,
+            "backlog_rate": backlog_rate,
         }
         # What the gateway sends obeys the contract as strictly as what it receives.
         self.validate("welcome", message)
         return orjson.dumps(message).decode()
+
+    def ack(self, version: int, upto: int) -> str:
+        message = {"v": version, "type": "ack", "upto": upto}
+        self.validate("ack", message)
+        return orjson.dumps(message).decode()
+
+
+def backlog_rate(budget: float, connections: int) -> float:
+    """A connection's share of the gateway's backlog budget, within the contract's range."""
+    low, high = BACKLOG_RATE_RANGE
+    return round(min(high, max(low, budget / max(1, connections))), 3)

@@ -1,9 +1,13 @@
 """The gateway process: a websockets server with TLS from the data directory.
 
 ``serve(settings)`` runs until cancelled. Plain HTTP (probes, metrics) and
-the agents' handshake authentication are answered in ``process_request``,
-before any WebSocket exists: a refused credential never gets a connection.
-Per-message compression is off (it costs about 4 times the memory per connection).
+the handshake authentication of both WebSockets are answered in
+``process_request``, before any WebSocket exists: a refused credential or
+token never gets a connection. ``/agent/ws`` serves agents (``session``),
+``/events/ws`` clients (``event_client``). Background tasks: the heartbeat
+batcher, the inbox and revocations reader, the facts reporter and the
+event hub. Per-message compression is off (it costs about 4 times the memory
+per connection).
 """
 
 from __future__ import annotations
@@ -18,23 +22,32 @@ from typing import Final
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.http11 import Request, Response
 
 from sm_gateway import probes
 from sm_gateway.authenticator import Authenticator, NodeIdentity, NodeRefused
+from sm_gateway.batcher import HeartbeatBatcher
+from sm_gateway.event_client import ClientParts, EventClient
+from sm_gateway.event_hub import EventHub
+from sm_gateway.event_protocol import STREAM_SCOPES, EventProtocol
+from sm_gateway.facts_reporter import FactsReporter
+from sm_gateway.inbox import Inbox
 from sm_gateway.instruments import Instruments
 from sm_gateway.presence import Presence
-from sm_gateway.protocol import CloseCode, Protocol
+from sm_gateway.protocol import CloseCode, Protocol, backlog_rate
 from sm_gateway.service_token import RegistryUnavailable, ServiceToken
-from sm_gateway.session import AgentSession
+from sm_gateway.session import AgentSession, SessionParts
 from sm_gateway.settings import GatewaySettings
+from sm_shared.tokens import Claims, InvalidToken, TokenVerifier
 
 AGENT_PATH: Final = "/agent/ws"
+EVENTS_PATH: Final = "/events/ws"
 REGISTRY_TIMEOUT: Final = 10.0
 RETRY_AFTER: Final = "5"
-KNOWN_PATHS: Final = ("/healthz", "/readyz", "/metrics", AGENT_PATH)
+KNOWN_PATHS: Final = ("/healthz", "/readyz", "/metrics", AGENT_PATH, EVENTS_PATH)
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +86,49 @@ class Gateway:
         self.redis = redis
         self.protocol = protocol or Protocol.load()
         self.instruments = Instruments()
+        service_token = ServiceToken(registry, settings.data.service_secret)
         self.authenticator = Authenticator(
-            registry,
-            ServiceToken(registry, settings.data.service_secret),
-            cache_seconds=settings.auth_cache_seconds,
+            registry, service_token, cache_seconds=settings.auth_cache_seconds
         )
         self.presence = Presence(redis, settings.gateway_id, settings.heartbeat_interval)
+        self.batcher = HeartbeatBatcher(
+            redis,
+            self.presence,
+            self.instruments,
+            batch_max=settings.batch_max,
+            batch_delay=settings.batch_delay,
+            max_pending=settings.batch_max_pending,
+        )
+        self.facts = FactsReporter(redis, registry, service_token, self.instruments)
+        self.inbox = Inbox(
+            redis,
+            settings.gateway_id,
+            {"revoke": self._revoke_delivery},
+            self._revoked,
+            self.instruments,
+        )
+        self.hub = EventHub(redis)
+        self.tokens = TokenVerifier(settings.data)
+        self.session_parts = SessionParts(
+            protocol=self.protocol,
+            presence=self.presence,
+            batcher=self.batcher,
+            facts=self.facts,
+            instruments=self.instruments,
+            heartbeat_interval=settings.heartbeat_interval,
+            hello_timeout=settings.hello_timeout,
+            backlog_rate=lambda: backlog_rate(settings.backlog_budget, len(self.sessions) or 1),
+        )
+        self.client_parts = ClientParts(
+            protocol=EventProtocol(),
+            hub=self.hub,
+            instruments=self.instruments,
+            max_node_topics=settings.events_max_topics,
+            queue_size=settings.events_queue,
+        )
         self.sessions: dict[str, AgentSession] = {}
         # Identities authenticated in process_request, until the handler takes them.
-        self._pending: weakref.WeakKeyDictionary[ServerConnection, NodeIdentity] = (
+        self._pending: weakref.WeakKeyDictionary[ServerConnection, NodeIdentity | Claims] = (
             weakref.WeakKeyDictionary()
         )
         self._closing: set[asyncio.Task[None]] = set()
@@ -105,9 +152,35 @@ class Gateway:
             return await probes.readyz(self.redis)
         if path == "/metrics":
             return probes.metrics(self.instruments.registry)
-        if path != AGENT_PATH:
-            return probes.problem(404, f"nothing is served at {path[:100]}")
-        return await self._authenticate(connection, request)
+        if path == AGENT_PATH:
+            return await self._authenticate(connection, request)
+        if path == EVENTS_PATH:
+            return self._authorize_client(connection, request)
+        return probes.problem(404, f"nothing is served at {path[:100]}")
+
+    def _authorize_client(self, connection: ServerConnection, request: Request) -> Response | None:
+        """An access token (verified locally) with nodes:read or metrics:read opens the stream."""
+        token = _bearer(request)
+        if token is None:
+            return probes.problem(
+                401,
+                "an access token is required (Authorization: Bearer)",
+                {"WWW-Authenticate": 'Bearer realm="events"'},
+            )
+        try:
+            claims = self.tokens.verify(token)
+        except InvalidToken as exc:
+            return probes.problem(
+                401,
+                f"the access token is not valid: {str(exc)[:200]}",
+                {"WWW-Authenticate": 'Bearer realm="events", error="invalid_token"'},
+            )
+        if not claims.scopes & STREAM_SCOPES:
+            return probes.problem(403, "the token needs scope nodes:read or metrics:read")
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None  # not a handshake: websockets answers 400/426
+        self._pending[connection] = claims
+        return None
 
     async def _authenticate(
         self, connection: ServerConnection, request: Request
@@ -138,19 +211,16 @@ class Gateway:
         return None
 
     async def handler(self, connection: ServerConnection) -> None:
-        identity = self._pending.pop(connection, None)
-        if identity is None:  # cannot happen: process_request answers every other request
+        who = self._pending.pop(connection, None)
+        if isinstance(who, NodeIdentity):
+            await self._serve_agent(connection, who)
+        elif isinstance(who, Claims):
+            await self._serve_client(connection, who)
+        else:  # cannot happen: process_request answers every other request
             await connection.close(CloseCode.INTERNAL_ERROR, "unauthenticated")
-            return
-        session = AgentSession(
-            connection,
-            identity,
-            protocol=self.protocol,
-            presence=self.presence,
-            instruments=self.instruments,
-            heartbeat_interval=self.settings.heartbeat_interval,
-            hello_timeout=self.settings.hello_timeout,
-        )
+
+    async def _serve_agent(self, connection: ServerConnection, identity: NodeIdentity) -> None:
+        session = AgentSession(connection, identity, self.session_parts)
         self.instruments.connections.inc()
         try:
             await session.run(self._claim)
@@ -158,6 +228,14 @@ class Gateway:
             self.instruments.connections.dec()
             if self.sessions.get(session.node_id) is session:
                 del self.sessions[session.node_id]
+
+    async def _serve_client(self, connection: ServerConnection, claims: Claims) -> None:
+        client = EventClient(connection, claims, self.client_parts)
+        self.instruments.event_clients.inc()
+        try:
+            await client.run()
+        finally:
+            self.instruments.event_clients.dec()
 
     def _claim(self, session: AgentSession) -> None:
         """``session`` is now the node's connection here; an older one is closed (4004)."""
@@ -168,6 +246,48 @@ class Gateway:
             task = asyncio.create_task(older.replace())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    # ---- revocations ----
+
+    async def _revoke_delivery(self, fields: dict[bytes, bytes]) -> None:
+        """Inbox ``revoke``: the node this gateway holds was deleted or replaced."""
+        await self._revoked(fields.get(b"node_id", b"").decode())
+
+    async def _revoked(self, node_id: str) -> None:
+        """Forget the node's credential; close its connection here (4003) if there is one."""
+        self.authenticator.forget_node(node_id)
+        self.facts.forget(node_id)
+        session = self.sessions.get(node_id)
+        if session is not None:
+            session.revoke()
+
+    # ---- background work ----
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """The background tasks run while inside; on a clean exit the inbox is deleted."""
+        try:  # a gateway starts without Redis too (it is not ready until Redis answers)
+            await self.inbox.start()
+            redis_up = True
+        except (RedisError, OSError) as exc:
+            log.warning("Redis is unreachable at start: %r", exc)
+            redis_up = False
+        tasks = [
+            asyncio.create_task(self.batcher.run(), name="heartbeat-batcher"),
+            asyncio.create_task(self.inbox.run(), name="inbox"),
+            asyncio.create_task(self.facts.run(), name="facts-reporter"),
+            asyncio.create_task(self.hub.run(), name="event-hub"),
+        ]
+        try:
+            if redis_up:  # clients may subscribe as soon as the gateway answers
+                await asyncio.wait_for(self.hub.wait_ready(), REGISTRY_TIMEOUT)
+            yield self
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.inbox.delete()
 
 
 @contextlib.asynccontextmanager
@@ -180,7 +300,8 @@ async def gateway_resources(settings: GatewaySettings) -> AsyncIterator[Gateway]
         trust_env=False,  # the registry is ours: never through an environment proxy
     )
     try:
-        yield Gateway(settings, redis, registry)
+        async with Gateway(settings, redis, registry).running() as gateway:
+            yield gateway
     finally:
         await registry.aclose()
         await redis.aclose()

@@ -1,9 +1,13 @@
 """One agent's connection, from hello to close.
 
-hello (within the hello timeout) → version negotiated → welcome → presence
-set → each heartbeat validated and presence refreshed → on close, presence
-and route released if still this connection's. A protocol violation closes
-this connection only, with the code the contract assigns.
+hello (within the hello timeout) → version negotiated → presence set →
+welcome (with this connection's share of the backlog budget) → facts
+reported → each heartbeat validated and handed to the batcher, which writes
+it, refreshes presence and calls back ``acknowledge`` once it is durable
+(the ack goes out as a cumulative ``ack {upto}``) → on close, presence and
+route released if still this connection's. A protocol violation closes this
+connection only, with the code the contract assigns; Redis failing closes it
+with 1011 (``fail``), a revocation with 4003 (``revoke``).
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from sm_gateway.authenticator import NodeIdentity
+from sm_gateway.batcher import HeartbeatBatcher, Received
+from sm_gateway.facts_reporter import FactsReporter
 from sm_gateway.instruments import Instruments
 from sm_gateway.presence import Presence
 from sm_gateway.protocol import CloseCode, Protocol, ProtocolError
@@ -24,74 +32,158 @@ from sm_gateway.protocol import CloseCode, Protocol, ProtocolError
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class SessionParts:
+    """What every session of a gateway shares."""
+
+    protocol: Protocol
+    presence: Presence
+    batcher: HeartbeatBatcher
+    facts: FactsReporter
+    instruments: Instruments
+    heartbeat_interval: float
+    hello_timeout: float
+    # The welcome's backlog_rate for a new connection, given the connections held now.
+    backlog_rate: Callable[[], float]
+
+
 class AgentSession:
-    def __init__(
-        self,
-        ws: ServerConnection,
-        identity: NodeIdentity,
-        *,
-        protocol: Protocol,
-        presence: Presence,
-        instruments: Instruments,
-        heartbeat_interval: float,
-        hello_timeout: float,
-    ) -> None:
+    def __init__(self, ws: ServerConnection, identity: NodeIdentity, parts: SessionParts) -> None:
         self.ws = ws
         self.identity = identity
-        self._protocol = protocol
-        self._presence = presence
-        self._instruments = instruments
-        self._interval = heartbeat_interval
-        self._hello_timeout = hello_timeout
+        self._parts = parts
+        self.version = 0
         self.connected_at: float | None = None
         self.replaced = False
+        self.ended = False
+        self._received = 0  # heartbeats received on this connection
+        self._ack_wanted = 0
+        self._ack_sent = 0
+        self._ack_task: asyncio.Task[None] | None = None
+        self._failed = False
+        self._newest_sent_at = float("-inf")
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def node_id(self) -> str:
         return self.identity.node_id
 
+    @property
+    def presence_since(self) -> float | None:
+        """``connected_at`` while this connection owns the node's presence."""
+        if self.replaced or self.ended or self._failed:
+            return None
+        return self.connected_at
+
     async def run(self, claim: Callable[[AgentSession], None]) -> None:
         """Serve the connection; ``claim`` registers it as the node's current one after hello."""
+        parts = self._parts
         try:
-            version = await self._hello()
+            hello = await self._hello()
+            self.version = parts.protocol.negotiate(hello)
             claim(self)
             self.connected_at = round(time.time(), 3)
             # Online before welcome: an agent that was welcomed is in the node list.
-            await self._presence.touch(self.node_id, self.connected_at)
-            await self.ws.send(self._protocol.welcome(version, self.node_id, self._interval))
-            log.info("node %s connected (protocol %d)", self.node_id, version)
-            async for raw in self.ws:
-                message = self._protocol.decode(raw)
-                self._instruments.messages.labels(message["type"]).inc()
-                if message["type"] != "heartbeat":
-                    raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello after hello")
-                await self._presence.touch(self.node_id, self.connected_at)
+            await parts.presence.touch(self.node_id, self.connected_at)
+            welcome = parts.protocol.welcome(
+                self.version, self.node_id, parts.heartbeat_interval, parts.backlog_rate()
+            )
+            await self.ws.send(welcome)
+            parts.facts.report(self.node_id, hello["facts"])
+            log.info("node %s connected (protocol %d)", self.node_id, self.version)
+            await self._serve()
         except ProtocolError as exc:
             log.info("node %s: closing with %d: %s", self.node_id, exc.code, exc.reason)
-            self._instruments.closes.labels(str(int(exc.code))).inc()
-            await self.ws.close(exc.code, exc.close_reason)
+            await self._close(exc.code, exc.close_reason)
         except ConnectionClosed:
             pass
         finally:
+            self.ended = True
+            if self._closing is not None:
+                await asyncio.shield(self._closing)
             if self.connected_at is not None and not self.replaced:
-                await self._presence.release(self.node_id, self.connected_at)
+                await parts.presence.release(self.node_id, self.connected_at)
                 log.info("node %s disconnected", self.node_id)
 
-    async def _hello(self) -> int:
+    async def _serve(self) -> None:
+        parts = self._parts
+        decode = parts.protocol.decode
+        counted = {kind: parts.instruments.messages.labels(kind) for kind in ("heartbeat", "facts")}
+        async for raw in self.ws:
+            message = decode(raw)
+            kind = message["type"]
+            if kind == "heartbeat":
+                counted[kind].inc()
+                self._received += 1
+                sent_at = message["sent_at"]
+                live = sent_at >= self._newest_sent_at
+                if live:
+                    self._newest_sent_at = sent_at
+                frame = raw.encode() if isinstance(raw, str) else raw
+                await parts.batcher.submit(
+                    Received(self, frame, round(time.time(), 3), self._received, live)
+                )
+            elif kind == "facts":
+                counted[kind].inc()
+                parts.facts.report(self.node_id, message["facts"])
+            else:
+                raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello after hello")
+
+    async def _hello(self) -> dict[str, Any]:
         try:
-            raw = await asyncio.wait_for(self.ws.recv(), self._hello_timeout)
+            raw = await asyncio.wait_for(self.ws.recv(), self._parts.hello_timeout)
         except TimeoutError:
             raise ProtocolError(
-                CloseCode.POLICY_VIOLATION, f"no hello within {self._hello_timeout:g} s"
+                CloseCode.POLICY_VIOLATION, f"no hello within {self._parts.hello_timeout:g} s"
             ) from None
-        message = self._protocol.decode(raw)
+        message = self._parts.protocol.decode(raw)
         if message["type"] != "hello":
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "the first message must be hello")
-        self._instruments.messages.labels("hello").inc()
-        return self._protocol.negotiate(message)
+        self._parts.instruments.messages.labels("hello").inc()
+        return message
+
+    # ---- called by the batcher and the gateway ----
+
+    def acknowledge(self, upto: int) -> None:
+        """The first ``upto`` heartbeats are durable: tell the agent (coalesced, never blocks)."""
+        if self._failed or upto <= self._ack_wanted:
+            return
+        self._ack_wanted = upto
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        try:
+            while self._ack_sent < self._ack_wanted and not self._failed:
+                upto = self._ack_wanted
+                await self.ws.send(self._parts.protocol.ack(self.version, upto))
+                self._ack_sent = upto
+                self._parts.instruments.acks.inc()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ack_task = None
+
+    def fail(self) -> None:
+        """Redis did not take this connection's heartbeats: nothing more is acked; close 1011."""
+        if self._failed:
+            return
+        self._failed = True
+        self._start_close(CloseCode.INTERNAL_ERROR, "the core cannot store heartbeats; retry")
+
+    def revoke(self) -> None:
+        """The node was deleted or replaced: close at once with 4003."""
+        self._start_close(CloseCode.REVOKED, "the node's credential was revoked")
 
     async def replace(self) -> None:
         """A newer connection of the same node took over: it owns presence from now on."""
         self.replaced = True
-        self._instruments.closes.labels(str(int(CloseCode.REPLACED))).inc()
-        await self.ws.close(CloseCode.REPLACED, "replaced by a newer connection")
+        await self._close(CloseCode.REPLACED, "replaced by a newer connection")
+
+    def _start_close(self, code: CloseCode, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        self._parts.instruments.closes.labels(str(int(code))).inc()
+        await self.ws.close(code, reason)

@@ -28,3 +28,15 @@ class GatewaySettings(CoreSettings):
     hello_timeout: float = Field(default=10.0, gt=0)
     # How long a successful credential check is reused before the registry is asked again.
     auth_cache_seconds: float = Field(default=30.0, ge=0)
+    # Buffered heartbeats per second all agents together may send on top of live ones;
+    # each welcome offers this divided by the connections held (agent protocol: backlog_rate).
+    backlog_budget: float = Field(default=2000.0, gt=0)
+    # Heartbeats are written to Redis in pipelined batches shared by every connection:
+    # a batch is flushed when it holds this many heartbeats or is this old.
+    batch_max: int = Field(default=500, ge=1)
+    batch_delay: float = Field(default=0.005, ge=0)
+    # Heartbeats received but not yet written; above it, connections stop being read.
+    batch_max_pending: int = Field(default=20_000, ge=1)
+    # Client event stream (/events/ws): node topics per connection, messages queued per client.
+    events_max_topics: int = Field(default=200, ge=1)
+    events_queue: int = Field(default=256, ge=1)

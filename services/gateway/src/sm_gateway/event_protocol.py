@@ -1,0 +1,115 @@
+"""The clients' event stream protocol (contract: ``openapi/events-protocol.json``).
+
+Client messages are decoded with orjson and checked by validators compiled
+with fastjsonschema; answers are encoded here. Topics: ``fleet`` (the
+``events`` channel; scope ``nodes:read``) and ``node:<id>`` (``live:{id}``;
+scope ``metrics:read``).
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable, Iterable
+from enum import IntEnum
+from typing import Any, Final
+
+import fastjsonschema
+import orjson
+
+from sm_gateway.protocol import CloseCode, ProtocolError
+from sm_shared.contracts import spec_path
+from sm_shared.scopes import METRICS_READ, NODES_READ
+from sm_shared.streams import EVENTS_CHANNEL, live_metrics_channel
+
+SCHEMA_NAME: Final = "events-protocol.json"
+CLIENT_MESSAGE_TYPES: Final = ("subscribe", "unsubscribe")
+SERVER_MESSAGE_TYPES: Final = ("subscribed", "error")
+FLEET: Final = "fleet"
+NODE_PREFIX: Final = "node:"
+# A token must carry at least one of these to open the stream at all.
+STREAM_SCOPES: Final = frozenset({NODES_READ, METRICS_READ})
+
+
+class EventCloseCode(IntEnum):
+    """Close codes of the event stream (``x-close-codes`` in the schema) beyond the agent's."""
+
+    FEED_LOST = 1011
+    TOO_SLOW = 4008
+    TOKEN_EXPIRED = 4401
+
+
+def topic_scope(topic: str) -> str:
+    return NODES_READ if topic == FLEET else METRICS_READ
+
+
+def topic_channel(topic: str) -> str:
+    """The Redis pub/sub channel behind a topic."""
+    if topic == FLEET:
+        return EVENTS_CHANNEL
+    return live_metrics_channel(topic.removeprefix(NODE_PREFIX))
+
+
+def problem(status: int, detail: str, topics: Iterable[str]) -> dict[str, Any]:
+    return {
+        "type": "about:blank",
+        "title": http.HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "topics": sorted(topics),
+    }
+
+
+class EventProtocol:
+    def __init__(self) -> None:
+        schema = orjson.loads(spec_path("sm_gateway", SCHEMA_NAME).read_bytes())
+        definitions = schema["definitions"]
+        self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
+        self._validators: dict[str, Callable[[Any], Any]] = {
+            # The definition itself at the top, not a $ref to it: fastjsonschema names
+            # a referenced definition's function case-insensitively, so the message
+            # ``facts`` would be validated as the object ``Facts``.
+            name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
+            for name in (*CLIENT_MESSAGE_TYPES, *SERVER_MESSAGE_TYPES)
+        }
+
+    def decode(self, raw: str | bytes) -> dict[str, Any]:
+        """A client message, validated; ProtocolError (1003/1007/1008) otherwise."""
+        if isinstance(raw, bytes):
+            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
+        if not isinstance(message, dict):
+            raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
+        kind = message.get("type")
+        if kind not in CLIENT_MESSAGE_TYPES:
+            raise ProtocolError(
+                CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}"
+            )
+        self._check(kind, message)
+        return message
+
+    def _check(self, kind: str, message: dict[str, Any]) -> None:
+        try:
+            self._validators[kind](message)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
+
+    def subscribed(self, topics: Iterable[str], request_id: str | None) -> bytes:
+        return self._encode("subscribed", {"topics": sorted(topics)}, request_id)
+
+    def error(self, body: dict[str, Any], request_id: str | None) -> bytes:
+        return self._encode("error", {"problem": body}, request_id)
+
+    def _encode(self, kind: str, fields: dict[str, Any], request_id: str | None) -> bytes:
+        message: dict[str, Any] = {"type": kind, **fields}
+        if request_id is not None:
+            message["id"] = request_id
+        self._validators[kind](message)  # what the gateway sends obeys the contract too
+        return orjson.dumps(message)
+
+
+def fleet_event(raw: bytes) -> bytes:
+    """The client message for an ``events`` channel message (embedded as published)."""
+    return orjson.dumps({"type": "event", "topic": FLEET, "event": orjson.Fragment(raw)})
