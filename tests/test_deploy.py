@@ -1225,6 +1225,164 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     )
 
 
+AGENT_UNIT_FILE = DEPLOY / "systemd" / "sm-agent.service"
+AGENT_INSTALLER = DEPLOY / "install-agent.sh"
+
+
+def test_agent_unit_is_unprivileged_hardened_and_verified(tmp_path: Path) -> None:
+    from sm_agent.__main__ import EXIT_REFUSED, _parser
+
+    settings: dict[str, list[str]] = {}
+    for raw in AGENT_UNIT_FILE.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    one = {k: v[-1] for k, v in settings.items()}
+    exec_start = shlex.split(one["ExecStart"])
+    assert exec_start[0] == "/opt/sm-agent/bin/sm-agent"
+    _parser().parse_args(exec_start[1:])  # a command line the agent accepts
+    assert one["User"] == "sm-agent"
+    assert one["RestartPreventExitStatus"] == str(EXIT_REFUSED)
+    environment = dict(v.split("=", 1) for v in settings["Environment"])
+    assert environment["SM_AGENT_STATE_DIR"] == f"%S/{one['StateDirectory']}"
+    assert set(sm_variables_in(AGENT_UNIT_FILE.read_text())) <= agent_variables()
+    expected = {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "read-only",
+        "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "",
+        "StateDirectory": "sm-agent",
+        "ConfigurationDirectory": "sm-agent",
+        "ReadWritePaths": "/etc/sm-agent",
+        "SystemCallFilter": "~@privileged",
+        "UMask": "0077",
+    }
+    assert {k: one.get(k) for k in expected} == expected
+    assert "@system-service" in settings["SystemCallFilter"]
+    assert set(one["RestrictAddressFamilies"].split()) == {
+        "AF_UNIX",
+        "AF_INET",
+        "AF_INET6",
+        "AF_NETLINK",
+    }
+    assert "MemoryMax" in one
+
+    analyze = require_program("systemd-analyze", "systemd")
+    unit = tmp_path / AGENT_UNIT_FILE.name
+    unit.write_text(AGENT_UNIT_FILE.read_text().replace(exec_start[0], str(BIN / "sm-agent")))
+    result = subprocess.run(
+        [analyze, "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert not [line for line in output.splitlines() if unit.name in line], output
+
+
+def run_installer(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(AGENT_INSTALLER), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+
+
+def test_agent_installer_is_posix_sh_and_refuses_bad_input(tmp_path: Path) -> None:
+    assert subprocess.run(["sh", "-n", str(AGENT_INSTALLER)], check=False).returncode == 0
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is not None:
+        result = subprocess.run(
+            [shellcheck, "--shell=sh", str(AGENT_INSTALLER)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout
+    common = ["--prefix", str(tmp_path / "root"), "--no-systemd"]
+    refused = {
+        "--server is required": ["--key", "sme1.a.b", *common],
+        "must be an https:// URL": ["--server", "http://core", "--key", "sme1.a.b", *common],
+        "must be an enrollment key": ["--server", "https://core", "--key", "sms1.a.b", *common],
+        "unknown argument '--sever'": ["--sever", "https://core"],
+    }
+    for message, args in refused.items():
+        result = run_installer(*args)
+        assert result.returncode != 0, message
+        assert message in result.stderr, result.stderr
+    # An old Python is named, with what to do.
+    old = tmp_path / "python3.9"
+    old.write_text('#!/bin/sh\ncase "$*" in *print*) echo 3.9.2 ;; *) exit 1 ;; esac\n')
+    old.chmod(0o755)
+    result = run_installer(
+        "--server", "https://core", "--key", "sme1.a.b", "--python", str(old), *common
+    )
+    assert result.returncode == 1
+    assert "needs Python 3.11 or newer; " in result.stderr
+    assert "is 3.9.2" in result.stderr
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.slow
+def test_agent_installer_installs_into_a_prefix(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    key = "sme1." + "A" * 43 + "." + "B" * 43
+    result = run_installer(
+        "--server",
+        "https://core.example.net:8101",
+        "--key",
+        key,
+        "--package",
+        str(ROOT / "agent"),
+        "--gateway-url",
+        "wss://gw-a.example.net:8104/agent/ws",
+        "--gateway-url",
+        "wss://gw-b.example.net:8104/agent/ws",
+        "--prefix",
+        str(root),
+        "--no-systemd",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    agent = root / "opt" / "sm-agent" / "bin" / "sm-agent"
+    version = subprocess.run([str(agent), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == "sm-agent 0.1.0"
+    config = root / "etc" / "sm-agent" / "agent.toml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert config.parent.stat().st_mode & 0o777 == 0o700
+    from sm_agent.settings import load_settings
+
+    settings = load_settings({"config": str(config)}, env={})
+    assert settings.server == "https://core.example.net:8101"
+    assert settings.enrollment_key == key
+    assert settings.gateway_urls == (
+        "wss://gw-a.example.net:8104/agent/ws",
+        "wss://gw-b.example.net:8104/agent/ws",
+    )
+    unit = (root / "etc" / "systemd" / "system" / "sm-agent.service").read_text()
+    assert f"ExecStart={agent} run --config {config}" in unit
+    # The installed agent reads the file it was given (and, not enrolled, says how to enroll).
+    run = subprocess.run(
+        [str(agent), "enroll", "--config", str(config), "--state-dir", str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SM_")},
+    )
+    assert run.returncode == 1
+    assert "enrollment failed" in run.stderr
+
+
 # ---------------------------------------------------------------- Kubernetes
 
 CLUSTER_SCOPED = {

@@ -1,0 +1,127 @@
+#!/bin/sh
+# Install the Server Manager node agent on this machine (as root).
+#
+#   sh install-agent.sh --server https://core.example.net:8101 --key sme1.… \
+#       [--package SPEC] [--gateway-url wss://…/agent/ws]… [--python python3]
+#       [--prefix DIR] [--no-systemd]
+#
+# Creates a virtual environment under /opt/sm-agent with the system Python
+# (3.11 or newer), pip-installs the agent into it (SPEC: a wheel, a source
+# directory, or a requirement; default "sm-agent" from the package index),
+# creates the unprivileged user sm-agent, writes /etc/sm-agent/agent.toml
+# (0600, owner sm-agent) with the core's URL and the enrollment key, installs
+# the systemd unit and starts it. The agent enrolls on its first start and
+# removes the key from the file.
+#
+# --prefix DIR puts every path under DIR (DIR/opt/sm-agent, DIR/etc/…);
+# --no-systemd skips the user, the ownership and systemctl (for trying the
+# installation out, and for the tests).
+set -eu
+
+SERVER=""
+KEY=""
+PACKAGE="sm-agent"
+PYTHON="python3"
+PREFIX=""
+SYSTEMD=1
+GATEWAY_URLS=""
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+die() {
+    echo "install-agent: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --server) [ $# -ge 2 ] || die "--server needs a value"; SERVER=$2; shift 2 ;;
+        --key) [ $# -ge 2 ] || die "--key needs a value"; KEY=$2; shift 2 ;;
+        --package) [ $# -ge 2 ] || die "--package needs a value"; PACKAGE=$2; shift 2 ;;
+        --python) [ $# -ge 2 ] || die "--python needs a value"; PYTHON=$2; shift 2 ;;
+        --prefix) [ $# -ge 2 ] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
+        --gateway-url)
+            [ $# -ge 2 ] || die "--gateway-url needs a value"
+            case "$2" in wss://*) ;; *) die "--gateway-url must be a wss:// URL, not '$2'" ;; esac
+            GATEWAY_URLS="${GATEWAY_URLS}${GATEWAY_URLS:+, }\"$2\""
+            shift 2
+            ;;
+        --no-systemd) SYSTEMD=0; shift ;;
+        -h | --help) usage 0 ;;
+        *) echo "install-agent: unknown argument '$1'" >&2; usage 2 ;;
+    esac
+done
+
+[ -n "$SERVER" ] || die "--server is required (the core's URL, https://host:port)"
+[ -n "$KEY" ] || die "--key is required (the enrollment key the core printed, sme1.…)"
+case "$SERVER" in https://*) ;; *) die "--server must be an https:// URL, not '$SERVER'" ;; esac
+case "$KEY" in sme1.* | smt1.*) ;; *) die "--key must be an enrollment key (sme1.…) or token (smt1.…)" ;; esac
+case "$SERVER$KEY" in *\"* | *\\*) die "the server URL and the key cannot contain quotes or backslashes" ;; esac
+if [ "$SYSTEMD" = 1 ] && [ "$(id -u)" != 0 ]; then
+    die "run as root (or with --no-systemd --prefix DIR to try it out)"
+fi
+
+command -v "$PYTHON" >/dev/null 2>&1 || die "no $PYTHON: install Python 3.11 or newer (Debian: apt-get install python3 python3-venv)"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    found=$("$PYTHON" -c 'import sys; print(".".join(map(str, sys.version_info[:3])))')
+    die "sm-agent needs Python 3.11 or newer; $PYTHON is $found (pass --python /path/to/python3.11)"
+fi
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
+    || die "$PYTHON cannot create virtual environments (Debian: apt-get install python3-venv)"
+
+VENV="$PREFIX/opt/sm-agent"
+CONFIG_DIR="$PREFIX/etc/sm-agent"
+CONFIG="$CONFIG_DIR/agent.toml"
+UNIT_DIR="$PREFIX/etc/systemd/system"
+STATE_DIR="$PREFIX/var/lib/sm-agent"
+
+echo "install-agent: virtual environment $VENV"
+"$PYTHON" -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade "$PACKAGE"
+"$VENV/bin/sm-agent" --version
+
+if [ "$SYSTEMD" = 1 ] && ! id sm-agent >/dev/null 2>&1; then
+    echo "install-agent: creating the system user sm-agent"
+    useradd --system --home-dir /var/lib/sm-agent --no-create-home \
+        --shell /usr/sbin/nologin sm-agent
+fi
+
+umask 077
+mkdir -p "$CONFIG_DIR"
+chmod 0700 "$CONFIG_DIR"
+TMP="$CONFIG.tmp.$$"
+{
+    echo "# Written by install-agent.sh. The agent removes enrollment_key after enrolling."
+    echo "server = \"$SERVER\""
+    echo "enrollment_key = \"$KEY\""
+    echo "state_dir = \"$STATE_DIR\""
+    if [ -n "$GATEWAY_URLS" ]; then
+        echo "gateway_urls = [$GATEWAY_URLS]"
+    fi
+} >"$TMP"
+chmod 0600 "$TMP"
+if [ "$SYSTEMD" = 1 ]; then
+    chown sm-agent:sm-agent "$CONFIG_DIR" "$TMP"
+fi
+mv "$TMP" "$CONFIG"
+echo "install-agent: configuration $CONFIG"
+
+mkdir -p "$UNIT_DIR"
+umask 022
+UNIT_SOURCE="$HERE/systemd/sm-agent.service"
+[ -f "$UNIT_SOURCE" ] || die "no unit file at $UNIT_SOURCE (run the script from the repository's deploy/)"
+sed "s#/opt/sm-agent/#$VENV/#; s#/etc/sm-agent/#$CONFIG_DIR/#g" "$UNIT_SOURCE" >"$UNIT_DIR/sm-agent.service"
+chmod 0644 "$UNIT_DIR/sm-agent.service"
+echo "install-agent: unit $UNIT_DIR/sm-agent.service"
+
+if [ "$SYSTEMD" = 1 ]; then
+    systemctl daemon-reload
+    systemctl enable --now sm-agent
+    echo "install-agent: started; follow it with: journalctl -u sm-agent -f"
+else
+    echo "install-agent: not started (--no-systemd); run: $VENV/bin/sm-agent run --config $CONFIG"
+fi
