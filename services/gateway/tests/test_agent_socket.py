@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import socket
+import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -26,6 +30,13 @@ Registry = Any
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[3] / "openapi" / "agent-protocol.json").read_text()
 )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _check(message: dict[str, Any]) -> None:
@@ -386,3 +397,309 @@ async def test_presence_of_another_gateway_is_left_alone(
     await eventually(lambda: _no_connections(gateway))  # the session has ended
     assert await redis.get(key) == elsewhere
     assert await redis.get(f"route:{node['node_id']}") == b"gw-other"
+
+
+# ---- heartbeats → the metrics stream, acks ----
+
+
+async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), within))
+    _check(message)
+    return message
+
+
+async def test_heartbeats_land_in_the_metrics_stream_and_are_acked(
+    gateway: Gateway, node: dict[str, Any], redis: Redis
+) -> None:
+    sent: list[str] = []
+    async with agent(gateway, node["credential"]) as ws:
+        await greet(ws)
+        for seq in range(3):
+            frame = orjson.dumps(heartbeat(seq, example=seq % 2)).decode()
+            sent.append(frame)
+            await ws.send(frame)
+        upto = 0
+        while upto < 3:
+            ack = await recv_json(ws)
+            assert ack["type"] == "ack"
+            assert ack["upto"] > upto  # cumulative, growing
+            upto = ack["upto"]
+    entries = await redis.xrange("metrics")
+    assert len(entries) == 3
+    for (_, fields), frame in zip(entries, sent, strict=True):
+        assert set(fields) == {b"n", b"h", b"r"}
+        assert fields[b"n"].decode() == node["node_id"]
+        assert fields[b"h"] == frame.encode()  # the frame's bytes exactly as sent
+        assert abs(float(fields[b"r"]) - time.time()) < 5
+
+
+async def test_an_ack_never_runs_ahead_of_the_stream(
+    gateway: Gateway, node: dict[str, Any], redis: Redis
+) -> None:
+    count = 200
+    async with agent(gateway, node["credential"]) as ws:
+        await greet(ws)
+        for seq in range(count):
+            await send(ws, heartbeat(seq))
+        upto = 0
+        while upto < count:
+            upto = (await recv_json(ws))["upto"]
+            # Acked means written: the stream holds at least that many at that moment.
+            assert await redis.xlen("metrics") >= upto
+    assert await redis.xlen("metrics") == count
+
+
+async def test_heartbeats_of_many_connections_share_batches(
+    gateway: Gateway, registry: Registry, redis: Redis
+) -> None:
+    nodes = [registry.enroll(f"machine-{i}") for i in range(5)]
+    connections = [agent(gateway, n["credential"]) for n in nodes]
+    sockets = [await c.__aenter__() for c in connections]
+    try:
+        for ws in sockets:
+            await greet(ws)
+        for ws in sockets:
+            for seq in range(4):
+                await send(ws, heartbeat(seq))
+        for ws in sockets:
+            upto = 0
+            while upto < 4:
+                upto = (await recv_json(ws))["upto"]
+    finally:
+        for c in connections:
+            await c.__aexit__(None, None, None)
+    assert await redis.xlen("metrics") == 20
+    async with gateway.client() as http:
+        text = (await http.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    written = families["gateway_heartbeats_written"].samples[0].value
+    batches = next(
+        s.value
+        for s in families["gateway_heartbeat_batch_size"].samples
+        if s.name.endswith("_count")
+    )
+    assert written == 20
+    assert batches < 20  # heartbeats of several connections went out together
+
+
+async def test_live_heartbeats_are_published_on_the_node_channel(
+    gateway: Gateway, node: dict[str, Any], redis: Redis
+) -> None:
+    live = redis.pubsub()
+    await live.subscribe(f"live:{node['node_id']}")
+    await live.get_message(timeout=1)
+    async with agent(gateway, node["credential"]) as ws:
+        await greet(ws)
+        newer, older = heartbeat(5), heartbeat(4)
+        older["sent_at"] = newer["sent_at"] - 60  # a buffered one, sent after a newer one
+        await send(ws, newer)
+        assert (await recv_json(ws))["upto"] == 1
+        await send(ws, older)
+        assert (await recv_json(ws))["upto"] == 2
+    message = await live.get_message(ignore_subscribe_messages=True, timeout=5)
+    assert message is not None
+    body = json.loads(message["data"])
+    assert set(body) == {"type", "node_id", "received_at", "heartbeat"}
+    assert (body["type"], body["node_id"]) == ("metrics", node["node_id"])
+    assert body["heartbeat"] == newer
+    # The older (buffered) heartbeat is stored but not published as live.
+    assert await live.get_message(ignore_subscribe_messages=True, timeout=0.3) is None
+    await live.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_backlog_rate_divides_the_budget_among_connections(
+    start_gateway: Any, registry: Registry
+) -> None:
+    nodes = [registry.enroll(f"machine-{i}") for i in range(4)]
+    async with start_gateway(backlog_budget=100.0) as gw:
+        connections = [agent(gw, n["credential"]) for n in nodes]
+        rates = []
+        try:
+            for c in connections:
+                rates.append((await greet(await c.__aenter__()))["backlog_rate"])
+        finally:
+            for c in connections:
+                await c.__aexit__(None, None, None)
+    assert rates == [100.0, 50.0, 33.333, 25.0]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of this test's own (a test may kill it); its port is in ``args[2]``."""
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(free_port()),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    yield server
+    if server.poll() is None:
+        server.kill()
+        server.wait(10)
+
+
+async def _no_ack_until_closed(ws: ClientConnection) -> None:
+    while True:  # no ack may come for a heartbeat Redis never got
+        assert (await recv_json(ws))["type"] != "ack"
+
+
+async def test_redis_failing_closes_with_1011_and_acks_nothing_unwritten(
+    start_gateway: Any, node: dict[str, Any], private_redis: subprocess.Popen[bytes]
+) -> None:
+    url = f"redis://127.0.0.1:{private_redis.args[2]}/0"  # type: ignore[index]
+    private = Redis.from_url(url)
+    try:
+        await eventually(lambda: _pings(private))
+        async with start_gateway(redis_url=url) as gw, agent(gw, node["credential"]) as ws:
+            await greet(ws)
+            await send(ws, heartbeat(0))
+            assert (await recv_json(ws))["upto"] == 1
+            assert await private.xlen("metrics") == 1
+            private_redis.kill()
+            await asyncio.to_thread(private_redis.wait, 10)
+            await send(ws, heartbeat(1))
+            with pytest.raises(ConnectionClosed):
+                await _no_ack_until_closed(ws)
+            assert ws.close_code == 1011
+    finally:
+        await private.aclose()
+
+
+async def _pings(client: Redis) -> bool:
+    try:
+        return bool(await client.ping())
+    except (RedisConnectionError, OSError):
+        return False
+
+
+# ---- facts → the registry ----
+
+
+async def test_facts_of_hello_and_facts_messages_reach_the_registry(
+    gateway: Gateway, registry: Registry, node: dict[str, Any], redis: Redis
+) -> None:
+    node_id = node["node_id"]
+
+    async def hostname_is(name: str) -> bool:
+        return (await asyncio.to_thread(registry.node, node_id))["hostname"] == name
+
+    async with agent(gateway, node["credential"]) as ws:
+        first = hello()
+        first["facts"] = {**first["facts"], "hostname": "renamed-at-hello"}
+        await send(ws, first)
+        await recv_json(ws)
+        await eventually(lambda: hostname_is("renamed-at-hello"))
+        facts = {"v": 1, "type": "facts", "facts": {**first["facts"], "hostname": "renamed-later"}}
+        _check(facts)
+        await send(ws, facts)
+        await eventually(lambda: hostname_is("renamed-later"))
+        # Heartbeats go on meanwhile, and the connection stays open.
+        await send(ws, heartbeat(0))
+        assert (await recv_json(ws))["upto"] == 1
+    stored = registry.node(node_id)
+    assert stored["facts"] == facts["facts"]
+    assert stored["name"] == "renamed-later"  # never renamed by hand: it follows the host name
+    assert await redis.hexists("facts-digest", node_id)
+
+
+async def test_unchanged_facts_are_not_sent_again(
+    gateway: Gateway, registry: Registry, node: dict[str, Any]
+) -> None:
+    for _ in range(2):
+        async with agent(gateway, node["credential"]) as ws:
+            await greet(ws)
+            await send(ws, heartbeat(0))
+            await recv_json(ws)
+    async with gateway.client() as http:
+        text = (await http.get("/metrics")).text
+    outcomes = {
+        s.labels["outcome"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "gateway_facts_updates"
+        for s in f.samples
+        if s.name.endswith("_total")
+    }
+    assert outcomes == {"stored": 1.0}  # the second hello carried the same facts
+
+
+# ---- revocation ----
+
+
+async def test_a_node_deleted_while_connected_is_closed_with_4003_at_once(
+    gateway: Gateway, registry: Registry, node: dict[str, Any], redis: Redis
+) -> None:
+    async with agent(gateway, node["credential"]) as ws:
+        await greet(ws)
+        started = time.monotonic()
+        await asyncio.to_thread(registry.delete_node, node["node_id"])
+        code, _ = await closed_with(ws)
+        assert code == 4003
+        assert time.monotonic() - started < 1.0
+    # It cannot come back: refused at the handshake, cache or not.
+    status, _ = await refused(gateway, node["credential"])
+    assert status == 403
+    await eventually(lambda: _absent(redis, f"presence:{node['node_id']}"))
+
+
+async def test_a_revoke_in_the_inbox_closes_the_connection(
+    gateway: Gateway, registry: Registry, redis: Redis
+) -> None:
+    held, other = registry.enroll("machine-held"), registry.enroll("machine-other")
+    async with (
+        agent(gateway, held["credential"]) as ws_held,
+        agent(gateway, other["credential"]) as ws_other,
+    ):
+        await greet(ws_held)
+        await greet(ws_other)
+        inbox = "gateway:gw-test:inbox"
+        await redis.xadd(inbox, {"kind": "teleport", "node_id": held["node_id"]})
+        await redis.xadd(inbox, {"kind": "revoke", "node_id": held["node_id"], "reason": "deleted"})
+        assert (await closed_with(ws_held))[0] == 4003
+        await send(ws_other, heartbeat(0))
+        assert (await recv_json(ws_other))["upto"] == 1  # the other connection is undisturbed
+        await eventually(lambda: _empty_stream(redis, inbox))  # handled entries are removed
+
+
+async def _empty_stream(redis: Redis, name: str) -> bool:
+    return await redis.xlen(name) == 0
+
+
+async def test_every_gateway_forgets_a_revoked_credential(
+    gateway: Gateway, start_gateway: Any, registry: Registry, node: dict[str, Any]
+) -> None:
+    async with start_gateway(gateway_id="gw-other", auth_cache_seconds=600) as other:
+        # The other gateway authenticated the node once: a success it caches.
+        async with agent(other, node["credential"]) as ws:
+            await greet(ws)
+        # The node now lives on the first gateway; the other one holds no connection.
+        async with agent(gateway, node["credential"]) as ws:
+            await greet(ws)
+            await asyncio.to_thread(registry.delete_node, node["node_id"])
+            assert (await closed_with(ws))[0] == 4003
+        # Only the revocations stream told the other gateway: its cache is evicted.
+        async with other.client() as http:
+            await eventually(lambda: _revocations_read(http))
+        status, _ = await refused(other, node["credential"])
+        assert status == 403
+
+
+async def _revocations_read(http: Any) -> bool:
+    text = (await http.get("/metrics")).text
+    return "gateway_revocations_total 1.0" in text
+
+
+async def test_the_inbox_is_deleted_on_a_clean_shutdown(start_gateway: Any, redis: Redis) -> None:
+    inbox = "gateway:gw-leaving:inbox"
+    async with start_gateway(gateway_id="gw-leaving"):
+        await redis.xadd(inbox, {"kind": "nothing-known"})
+        await eventually(lambda: _empty_stream(redis, inbox))
+        assert await redis.exists(inbox)
+    assert not await redis.exists(inbox)
