@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from sm_agent import __version__
 from sm_agent.backoff import Backoff
 from sm_agent.collectors import Sampler
-from sm_agent.enrollment import EnrollmentError, enroll
 from sm_agent.facts import boot_id, gather_facts
 from sm_agent.heartbeat import Heartbeats, SequenceNumbers
 from sm_agent.link import CredentialRefused, Link, UnusableGatewayUrl
@@ -85,6 +84,9 @@ def _forget_key(settings: AgentSettings) -> None:
 
 
 def _enroll(settings: AgentSettings, state: StateDir) -> None:
+    # Imported here: urllib and the enrollment code are not needed by a running agent.
+    from sm_agent.enrollment import EnrollmentError, enroll
+
     if not settings.enrollment_key:
         raise Failure("no enrollment key: pass --key or set enrollment_key in the configuration")
     if not settings.server:

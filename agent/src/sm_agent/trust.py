@@ -16,8 +16,6 @@ import hashlib
 import hmac
 import re
 import ssl
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -118,6 +116,10 @@ def pinned_certificate(pem: bytes, fingerprint: bytes) -> bytes:
 
 def fetch_ca_unverified(origin: str, timeout: float = FETCH_TIMEOUT) -> bytes:
     """GET ``<origin>/ca.pem`` without verifying the server: its hash is checked afterwards."""
+    # Imported here: only enrollment fetches, and urllib.request is heavy for a running agent.
+    import urllib.error
+    import urllib.request
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     # Deliberately unverified: nothing is trusted yet; pinned_certificate() decides.
     context.check_hostname = False
