@@ -1,0 +1,128 @@
+"""Fleet capacity: N agents on one gateway process at the heartbeat interval, against a bare server.
+
+Run: ``uv run python bench/fleet.py [--agents 10000] [--minutes 5] [--interval 5] [--ramp 100]``
+(quick: ``--agents 500 --minutes 0.5``).
+
+1. A core (``smctl up --no-agent``, private Redis, the metrics ingest
+   consumer) on a kept data directory; the swarm's nodes are enrolled for real
+   (once: credentials are cached in the data directory).
+2. The gateway: the swarm ramps up, warms up two intervals, then sends for
+   ``--minutes``. Measured: gateway CPU (``/proc/<pid>/stat``; also the API,
+   the ingest, the worker and Redis), gateway RSS per connection, every
+   heartbeat acknowledged and committed (rows of this run's boot ids in the
+   metrics database against heartbeats sent), send→ack and send→commit lag
+   (see :mod:`commit_watch` for how the commit time is observed), Redis
+   memory per agent and database bytes per stored heartbeat.
+3. The raw baseline in the same run: the same swarm against :mod:`bare_ws`
+   (same TLS certificate, compression off, receive and parse with orjson).
+   Ratios: gateway / bare for RSS per connection and CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from bare_ws import bare_server
+from commit_watch import CommitWatch
+from procstat import raise_fd_limit, rss_bytes
+from running_core import DEFAULT_ROOT, running_core
+from swarm_credentials import client_tls, credentials
+from swarm_phase import Phase, run_phase
+from swarm_sample import check_against_contract
+
+from sm_shared.datadir import DataDir
+from sm_shared.first_start import initialize
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    data = DataDir(args.data_dir)
+    initialize(data)
+    print(f"heartbeat of {check_against_contract()} bytes valid per the protocol schema")
+    print(f"open-file limit {raise_fd_limit()}")
+    context = client_tls(data)
+    seconds = args.minutes * 60
+    warmup = 2 * args.interval
+    env = {"SM_HEARTBEAT_INTERVAL": str(args.interval)}
+    database = data.database("metrics")
+    with running_core(data.root, env) as core:
+        creds = await credentials(data, core.api_url, args.agents)
+        pids = core.processes
+        others = {k: v for k, v in pids.items() if k != "gateway"}
+        redis_idle = rss_bytes(pids["redis"])
+        db_rows_bytes = database.stat().st_size if database.exists() else 0
+        gateway = await run_phase(
+            "gateway",
+            url=core.gateway_url,
+            context=context,
+            creds=creds,
+            server_pid=pids["gateway"],
+            others=others,
+            ramp=args.ramp,
+            rate=None,
+            warmup=warmup,
+            seconds=seconds,
+            watch=lambda prefix: CommitWatch(database, prefix),
+        )
+        redis_loaded = rss_bytes(pids["redis"])
+        db_growth = database.stat().st_size - db_rows_bytes
+    with bare_server(data, args.interval) as bare:
+        baseline = await run_phase(
+            "bare websockets server",
+            url=bare.url,
+            context=context,
+            creds=creds,
+            server_pid=bare.pid,
+            others={},
+            ramp=args.ramp,
+            rate=None,
+            warmup=warmup,
+            seconds=seconds,
+        )
+        received = bare.stats()["messages"]
+    report(gateway, baseline, args)
+    print(f"  bare server received {received} messages (hellos included)")
+    print(
+        f"Redis RSS {redis_idle / 2**20:.1f} → {redis_loaded / 2**20:.1f} MiB "
+        f"({(redis_loaded - redis_idle) / args.agents / 1024:.1f} KiB per agent, stream included)"
+    )
+    if gateway.committed:
+        print(
+            f"metrics.db grew {db_growth / 2**20:.1f} MiB: {db_growth / gateway.committed:.0f} bytes per stored heartbeat"
+        )
+
+
+def report(gateway: Phase, baseline: Phase, args: argparse.Namespace) -> None:
+    print()
+    print(f"fleet: {args.agents} agents, one heartbeat every {args.interval} s, {args.minutes} min")
+    for phase in (baseline, gateway):
+        for line in phase.lines():
+            print(line)
+    ratio = gateway.per_connection / baseline.per_connection
+    cpu = gateway.cpu["server"] / max(baseline.cpu["server"], 1e-9)
+    print(f"RSS per connection: gateway / bare = {ratio:.2f} (target ≤ 2)")
+    print(f"CPU: gateway / bare = {cpu:.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--agents", type=int, default=10_000)
+    p.add_argument(
+        "--minutes", type=float, default=5.0, help="measured window, after ramp and warm-up"
+    )
+    p.add_argument("--interval", type=int, default=5, help="heartbeat interval (seconds)")
+    p.add_argument("--ramp", type=float, default=100, help="agents started per second")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_ROOT / "fleet",
+        help="kept between runs (cached enrollments)",
+    )
+    asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

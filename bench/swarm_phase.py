@@ -1,0 +1,133 @@
+"""One measured swarm run against one server process (the gateway or the bare baseline).
+
+Ramp the agents up, let them send for a warm-up, then measure a window:
+the server's CPU share and its RSS before any connection and at the end of
+the window (the difference over the agents is its memory per connection),
+the heartbeats sent and acknowledged, the send→ack lag (and, with a
+:class:`~commit_watch.CommitWatch`, the send→commit lag) of heartbeats sent
+inside the window. Then stop, let the last acks arrive and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from commit_watch import CommitWatch
+from procstat import CpuWindow, rss_bytes
+from swarm import Swarm, percentile
+from swarm_credentials import Credential
+
+
+@dataclass
+class Phase:
+    name: str
+    agents: int
+    ramp_seconds: float = 0.0
+    window: tuple[float, float] = (0.0, 0.0)
+    rss_idle: int = 0
+    rss_loaded: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
+    sent_in_window: int = 0
+    acked_in_window: int = 0
+    sent: int = 0
+    acked: int = 0
+    unacked: int = 0
+    ack_lags: list[float] = field(default_factory=list)
+    commit_lags: list[float] = field(default_factory=list)
+    committed: int | None = None
+    distinct_sent: int = 0
+    swarm_line: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.window[1] - self.window[0]
+
+    @property
+    def per_connection(self) -> float:
+        return (self.rss_loaded - self.rss_idle) / self.agents
+
+    def lines(self) -> list[str]:
+        out = [
+            f"[{self.name}] {self.agents} agents welcomed in {self.ramp_seconds:.1f} s; "
+            f"window {self.seconds:.0f} s: {self.sent_in_window / self.seconds:.0f} heartbeats/s sent"
+            + (f", {self.acked_in_window / self.seconds:.0f}/s acknowledged" if self.acked else ""),
+            f"  RSS {self.rss_idle / 2**20:.1f} MiB idle → {self.rss_loaded / 2**20:.1f} MiB loaded: "
+            f"{self.per_connection / 1024:.1f} KiB per connection",
+            "  CPU (1.0 = one core): " + ", ".join(f"{k} {v:.3f}" for k, v in self.cpu.items()),
+        ]
+        for label, lags in (
+            ("send→ack", self.ack_lags),
+            ("send→commit (upper bound)", self.commit_lags),
+        ):
+            if lags:
+                out.append(
+                    f"  {label} over {len(lags)} heartbeats: p50 {statistics.median(lags) * 1000:.0f} ms, "
+                    f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
+                )
+        if self.committed is not None:
+            out.append(
+                f"  heartbeats sent {self.distinct_sent} (distinct), acknowledged {self.acked}, "
+                f"committed {self.committed}, missing {self.distinct_sent - self.committed}"
+            )
+        out.append(f"  swarm: {self.swarm_line}")
+        return out
+
+
+async def run_phase(
+    name: str,
+    *,
+    url: str,
+    context: ssl.SSLContext,
+    creds: list[Credential],
+    server_pid: int,
+    others: dict[str, int],
+    ramp: float,
+    rate: float | None,
+    warmup: float,
+    seconds: float,
+    watch: Callable[[str], CommitWatch] | None = None,
+) -> Phase:
+    phase = Phase(name, len(creds))
+    phase.rss_idle = rss_bytes(server_pid)
+    swarm = Swarm.build(creds, rate=rate, expect_acks=watch is not None)
+    with ExitStack() as stack:
+        watcher = stack.enter_context(watch(swarm.boot_prefix)) if watch else None
+        try:
+            phase.ramp_seconds = await swarm.ramp_up(url, context, ramp)
+            print(f"[{name}] {len(creds)} agents welcomed in {phase.ramp_seconds:.1f} s")
+            await swarm.run_for(warmup)
+            windows = {"server": CpuWindow(server_pid)} | {
+                k: CpuWindow(p) for k, p in others.items()
+            }
+            for w in windows.values():
+                w.start()
+            sent0, acked0 = swarm.stats.sent, swarm.stats.acked
+            start = time.time()
+            await swarm.run_for(seconds)
+            phase.window = (start, time.time())
+            phase.cpu = {k: w.stop() for k, w in windows.items()}
+            phase.rss_loaded = rss_bytes(server_pid)
+            phase.sent_in_window = swarm.stats.sent - sent0
+            phase.acked_in_window = swarm.stats.acked - acked0
+        finally:
+            await swarm.finish()
+        phase.sent, phase.acked = swarm.stats.sent, swarm.stats.acked
+        phase.unacked = swarm.unacked()
+        phase.distinct_sent = sum(a.seq for a in swarm.agents)
+        phase.ack_lags = swarm.stats.lags_sent_between(*phase.window)
+        phase.swarm_line = swarm.stats.line()
+        if watcher is not None:
+            deadline = time.monotonic() + 60
+            # polling another process's database: there is no event to wait on
+            while watcher.committed() < phase.distinct_sent and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(1)
+            await asyncio.sleep(watcher.interval * 2)  # the last rows seen by the poller too
+            phase.committed = watcher.committed()
+            phase.commit_lags = watcher.lags_sent_between(*phase.window)
+    return phase
