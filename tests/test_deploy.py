@@ -73,7 +73,7 @@ SERVICE_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "registry": ("registry.yaml",),
     "metrics": ("metrics.yaml",),
     "commands": ("commands.yaml",),
-    "gateway": ("gateway.yaml", "agent-protocol.json"),
+    "gateway": ("gateway.yaml", "agent-protocol.json", "events-protocol.json"),
 }
 # DEFAULT_PORTS by plain service name.
 PORTS: dict[str, int] = {service: port for service, port in DEFAULT_PORTS.items()}
