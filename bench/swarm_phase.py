@@ -34,6 +34,7 @@ class Phase:
     rss_loaded: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
     sent_in_window: int = 0
+    received_in_window: int = 0
     acked_in_window: int = 0
     sent: int = 0
     acked: int = 0
@@ -49,6 +50,14 @@ class Phase:
         return self.window[1] - self.window[0]
 
     @property
+    def received_rate(self) -> float:
+        return self.received_in_window / self.seconds
+
+    @property
+    def acked_rate(self) -> float:
+        return self.acked_in_window / self.seconds
+
+    @property
     def per_connection(self) -> float:
         return (self.rss_loaded - self.rss_idle) / self.agents
 
@@ -56,7 +65,8 @@ class Phase:
         out = [
             f"[{self.name}] {self.agents} agents welcomed in {self.ramp_seconds:.1f} s; "
             f"window {self.seconds:.0f} s: {self.sent_in_window / self.seconds:.0f} heartbeats/s sent"
-            + (f", {self.acked_in_window / self.seconds:.0f}/s acknowledged" if self.acked else ""),
+            + (f", {self.acked_in_window / self.seconds:.0f}/s acknowledged" if self.acked else "")
+            + (f", {self.received_rate:.0f}/s received" if self.received_in_window else ""),
             f"  RSS {self.rss_idle / 2**20:.1f} MiB idle → {self.rss_loaded / 2**20:.1f} MiB loaded: "
             f"{self.per_connection / 1024:.1f} KiB per connection",
             "  CPU (1.0 = one core): " + ", ".join(f"{k} {v:.3f}" for k, v in self.cpu.items()),
@@ -92,7 +102,9 @@ async def run_phase(
     warmup: float,
     seconds: float,
     watch: Callable[[str], CommitWatch] | None = None,
+    received: Callable[[], int] | None = None,
 ) -> Phase:
+    """``received``, if given, reads the server's own count of messages (the bare server's)."""
     phase = Phase(name, len(creds))
     phase.rss_idle = rss_bytes(server_pid)
     swarm = Swarm.build(creds, rate=rate, expect_acks=watch is not None)
@@ -108,6 +120,7 @@ async def run_phase(
             for w in windows.values():
                 w.start()
             sent0, acked0 = swarm.stats.sent, swarm.stats.acked
+            received0 = received() if received else 0
             start = time.time()
             await swarm.run_for(seconds)
             phase.window = (start, time.time())
@@ -115,6 +128,8 @@ async def run_phase(
             phase.rss_loaded = rss_bytes(server_pid)
             phase.sent_in_window = swarm.stats.sent - sent0
             phase.acked_in_window = swarm.stats.acked - acked0
+            if received:
+                phase.received_in_window = received() - received0
         finally:
             await swarm.finish()
         phase.sent, phase.acked = swarm.stats.sent, swarm.stats.acked
