@@ -41,12 +41,13 @@ WARMUP = 20.0
 RSS_EVERY = 5.0
 
 
-def rows_of(database: Path, node_id: str) -> int:
+def rows_of(database: Path, node_id: str) -> tuple[int, int, int]:
+    """The node's stored heartbeats: count, lowest and highest seq (no gap: count = span)."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM samples WHERE node_id = ?", (node_id,)
+        count, low, high = conn.execute(
+            "SELECT count(*), min(seq), max(seq) FROM samples WHERE node_id = ?", (node_id,)
         ).fetchone()
-    return int(count)
+    return int(count), int(low), int(high)
 
 
 def main() -> None:
