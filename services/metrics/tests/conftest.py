@@ -115,3 +115,19 @@ def append(redis_client: Redis) -> Callable[..., list[bytes]]:
         return ids
 
     return add
+
+
+@pytest.fixture
+def store(engine: Engine) -> Callable[..., None]:
+    """``store(node_id, heartbeats, received_at)``: written as one ingest batch (no Redis)."""
+    from sm_metrics.rows import decode
+    from sm_metrics.writes import write_batch
+
+    def write(node_id: str, heartbeats: list[dict[str, Any]], received_at: float) -> None:
+        fields = [
+            {b"n": node_id.encode(), b"h": orjson.dumps(b), b"r": repr(received_at).encode()}
+            for b in heartbeats
+        ]
+        write_batch(engine, [decode(f, skew_threshold=60) for f in fields])
+
+    return write

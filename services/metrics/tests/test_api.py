@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -15,9 +15,7 @@ from starlette.testclient import TestClient
 
 from sm_metrics import create_app, rollups
 from sm_metrics.counters import COUNTERS_KEY
-from sm_metrics.rows import decode
 from sm_metrics.settings import MetricsSettings
-from sm_metrics.writes import write_batch
 from sm_shared.datadir import DataDir
 from sm_shared.scopes import METRICS_READ, NODES_READ
 from sm_shared.streams import METRICS_INGEST_HEALTH_KEY, METRICS_STREAM, presence_key
@@ -27,6 +25,7 @@ NODE_A = "0b6f4a8e-3c1d-4a57-9d3e-2f1a7c9b5e10"
 NODE_B = "1c7f5b9f-4d2e-4b68-8e4f-3a2b8d0c6f21"
 NODE_C = "2d806ca0-5e3f-4c79-9f50-4b3c9e1d7032"
 Make = Callable[..., dict[str, Any]]
+Store = Callable[..., None]
 
 
 def bearer(data: DataDir, *scopes: str) -> dict[str, str]:
@@ -45,26 +44,30 @@ def reader(data_dir: DataDir) -> dict[str, str]:
     return bearer(data_dir, METRICS_READ)
 
 
-def store(engine: Engine, node_id: str, beats: list[dict[str, Any]], received_at: float) -> None:
-    fields = [
-        {b"n": node_id.encode(), b"h": orjson.dumps(b), b"r": str(received_at).encode()}
-        for b in beats
-    ]
-    write_batch(engine, [decode(f, skew_threshold=60) for f in fields])
+class Api(NamedTuple):
+    """The app's client, a metrics:read header, heartbeats and a way to store them."""
+
+    client: TestClient
+    reader: dict[str, str]
+    make_heartbeat: Make
+    store: Store
 
 
-def test_latest_lists_every_node_paged_or_by_id(
-    client: TestClient, reader: dict[str, str], engine: Engine, make_heartbeat: Make
-) -> None:
+@pytest.fixture
+def api(client: TestClient, reader: dict[str, str], make_heartbeat: Make, store: Store) -> Api:
+    return Api(client, reader, make_heartbeat, store)
+
+
+def test_latest_lists_every_node_paged_or_by_id(api: Api) -> None:
+    client, reader, make_heartbeat, store = api
     now = time.time()
     store(
-        engine,
         NODE_A,
         [make_heartbeat(seq=i, sent_at=now - 10 + i, cpu=float(i)) for i in range(5)],
         now,
     )
-    store(engine, NODE_B, [make_heartbeat(seq=0, sent_at=now, example=1)], now)
-    store(engine, NODE_C, [make_heartbeat(seq=0, sent_at=now, cpu=70.0)], now)
+    store(NODE_B, [make_heartbeat(seq=0, sent_at=now, example=1)], now)
+    store(NODE_C, [make_heartbeat(seq=0, sent_at=now, cpu=70.0)], now)
     page = client.get("/api/v1/metrics/latest", params={"limit": 2}, headers=reader)
     assert page.status_code == 200, page.text
     body = page.json()
@@ -85,9 +88,8 @@ def test_latest_lists_every_node_paged_or_by_id(
     assert [i["node_id"] for i in chosen["items"]] == [NODE_A, NODE_C]
 
 
-def test_series_from_raw_with_missing_buckets_explicit(
-    client: TestClient, reader: dict[str, str], engine: Engine, make_heartbeat: Make
-) -> None:
+def test_series_from_raw_with_missing_buckets_explicit(api: Api) -> None:
+    client, reader, make_heartbeat, store = api
     now = time.time()
     start = (int(now) // 60 - 10) * 60
     # Samples every 5 s in minutes 0-1 and 4 of the range; minutes 2-3 have none (the node was off).
@@ -96,7 +98,7 @@ def test_series_from_raw_with_missing_buckets_explicit(
         for i in range(60)
         if not 24 <= i < 48
     ]
-    store(engine, NODE_A, beats, now)
+    store(NODE_A, beats, now)
     answer = client.get(
         f"/api/v1/metrics/nodes/{NODE_A}/series",
         params={"metrics": "cpu,mem_percent", "from": start, "to": start + 300, "max_points": 10},
@@ -115,11 +117,12 @@ def test_series_from_raw_with_missing_buckets_explicit(
 
 
 async def test_series_picks_the_tier_from_range_and_points(
-    client: TestClient, reader: dict[str, str], engine: Engine, make_heartbeat: Make
+    api: Api,
+    engine: Engine,
 ) -> None:
+    client, reader, make_heartbeat, store = api
     now = time.time()
     store(
-        engine,
         NODE_A,
         [make_heartbeat(seq=i, sent_at=now - 7200 + 60 * i, cpu=50.0) for i in range(120)],
         now,
@@ -148,11 +151,10 @@ async def test_series_picks_the_tier_from_range_and_points(
     assert len(body["series"]) == 19
 
 
-def test_series_refusals(
-    client: TestClient, reader: dict[str, str], engine: Engine, make_heartbeat: Make
-) -> None:
+def test_series_refusals(api: Api) -> None:
+    client, reader, make_heartbeat, store = api
     now = time.time()
-    store(engine, NODE_A, [make_heartbeat(seq=0, sent_at=now)], now)
+    store(NODE_A, [make_heartbeat(seq=0, sent_at=now)], now)
     url = f"/api/v1/metrics/nodes/{NODE_A}/series"
     backwards = client.get(url, params={"from": now, "to": now - 60}, headers=reader)
     assert backwards.status_code == 400
@@ -165,16 +167,14 @@ def test_series_refusals(
 
 
 def test_summary_counts_online_nodes_averages_and_tops(
-    client: TestClient,
-    reader: dict[str, str],
-    engine: Engine,
+    api: Api,
     redis_client: Redis,
-    make_heartbeat: Make,
 ) -> None:
+    client, reader, make_heartbeat, store = api
     now = time.time()
-    store(engine, NODE_A, [make_heartbeat(seq=0, sent_at=now, cpu=10.0)], now)
-    store(engine, NODE_B, [make_heartbeat(seq=0, sent_at=now, cpu=90.0, example=1)], now)
-    store(engine, NODE_C, [make_heartbeat(seq=0, sent_at=now, cpu=99.0)], now)
+    store(NODE_A, [make_heartbeat(seq=0, sent_at=now, cpu=10.0)], now)
+    store(NODE_B, [make_heartbeat(seq=0, sent_at=now, cpu=90.0, example=1)], now)
+    store(NODE_C, [make_heartbeat(seq=0, sent_at=now, cpu=99.0)], now)
     redis_client.set(presence_key(NODE_A), "gw", ex=30)
     redis_client.set(presence_key(NODE_B), "gw", ex=30)
     body = client.get("/api/v1/metrics/summary", params={"top": 1}, headers=reader).json()

@@ -7,27 +7,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 
 from sm_metrics import retention, rollups
-from sm_metrics.rows import decode
 from sm_metrics.schema import latest, rollup_1h, rollup_1m, samples, touched
 from sm_metrics.settings import MetricsSettings
-from sm_metrics.writes import write_batch
 
 NODE_A = "0b6f4a8e-3c1d-4a57-9d3e-2f1a7c9b5e10"
 NODE_B = "1c7f5b9f-4d2e-4b68-8e4f-3a2b8d0c6f21"
 Make = Callable[..., dict[str, Any]]
-
-
-def store(engine: Engine, node_id: str, beats: list[dict[str, Any]], received_at: float) -> None:
-    fields = [
-        {b"n": node_id.encode(), b"h": orjson.dumps(b), b"r": str(received_at).encode()}
-        for b in beats
-    ]
-    write_batch(engine, [decode(f, skew_threshold=60) for f in fields])
+Store = Callable[..., None]
 
 
 def rows(engine: Engine, table: Any, node_id: str = NODE_A) -> dict[int, Any]:
@@ -42,18 +32,19 @@ def count(engine: Engine, table: Any) -> int:
 
 
 async def test_touched_minutes_and_hours_are_recomputed_late_data_included(
-    engine: Engine, make_heartbeat: Make
+    engine: Engine,
+    make_heartbeat: Make,
+    store: Store,
 ) -> None:
     hour = (int(time.time()) // 3600 - 2) * 3600  # a whole hour, two hours ago
     # Minute 0: cpu 10, 20, 30; minute 1: cpu 40.
     store(
-        engine,
         NODE_A,
         [make_heartbeat(seq=i, sent_at=hour + 5 + 10 * i, cpu=10.0 * (i + 1)) for i in range(3)],
         hour + 60,
     )
-    store(engine, NODE_A, [make_heartbeat(seq=10, sent_at=hour + 65, cpu=40.0)], hour + 70)
-    store(engine, NODE_B, [make_heartbeat(seq=0, sent_at=hour + 5, cpu=99.0)], hour + 10)
+    store(NODE_A, [make_heartbeat(seq=10, sent_at=hour + 65, cpu=40.0)], hour + 70)
+    store(NODE_B, [make_heartbeat(seq=0, sent_at=hour + 5, cpu=99.0)], hour + 10)
     result = await rollups.rollup(engine, chunk=1)  # one touch per chunk: three chunks
     assert (result.minutes, result.chunks) == (3, 3)
     assert count(engine, touched) == 0
@@ -77,7 +68,7 @@ async def test_touched_minutes_and_hours_are_recomputed_late_data_included(
     assert rows(engine, rollup_1h, NODE_B)[hour].cpu_avg == 99.0
 
     # Late data (a buffered heartbeat) for minute 0 arrives after the rollup: recomputed.
-    store(engine, NODE_A, [make_heartbeat(seq=3, sent_at=hour + 40, cpu=60.0)], time.time())
+    store(NODE_A, [make_heartbeat(seq=3, sent_at=hour + 40, cpu=60.0)], time.time())
     assert count(engine, touched) == 1
     result = await rollups.rollup(engine, chunk=100)
     assert (result.minutes, result.hours) == (1, 1)
@@ -91,14 +82,16 @@ async def test_touched_minutes_and_hours_are_recomputed_late_data_included(
 
 
 async def test_a_minute_touched_again_during_a_rollup_stays_queued(
-    engine: Engine, make_heartbeat: Make
+    engine: Engine,
+    make_heartbeat: Make,
+    store: Store,
 ) -> None:
     minute = (int(time.time()) // 60 - 5) * 60
-    store(engine, NODE_A, [make_heartbeat(seq=0, sent_at=minute + 1)], minute + 2)
+    store(NODE_A, [make_heartbeat(seq=0, sent_at=minute + 1)], minute + 2)
     with engine.connect() as conn:
         (version,) = conn.execute(select(touched.c.version)).one()
     # The ingest touches the minute again (a later version) before the rollup deletes its touch.
-    store(engine, NODE_A, [make_heartbeat(seq=1, sent_at=minute + 2)], minute + 3)
+    store(NODE_A, [make_heartbeat(seq=1, sent_at=minute + 2)], minute + 3)
     with engine.connect() as conn:
         assert conn.execute(select(touched.c.version)).scalar_one() == version + 1
     await rollups.rollup(engine, chunk=100)
@@ -107,7 +100,10 @@ async def test_a_minute_touched_again_during_a_rollup_stays_queued(
 
 
 async def test_retention_prunes_each_tier_in_small_chunks(
-    engine: Engine, settings: MetricsSettings, make_heartbeat: Make
+    engine: Engine,
+    settings: MetricsSettings,
+    make_heartbeat: Make,
+    store: Store,
 ) -> None:
     now = time.time()
     keep = settings.model_copy(
@@ -121,7 +117,7 @@ async def test_retention_prunes_each_tier_in_small_chunks(
     old = [make_heartbeat(seq=i, sent_at=now - 7200 + i, cpu=1.0) for i in range(450)]
     fresh = [make_heartbeat(seq=1000 + i, sent_at=now - 60 + i, cpu=2.0) for i in range(20)]
     for node_id in (NODE_A, NODE_B):
-        store(engine, node_id, old + fresh, now)
+        store(node_id, old + fresh, now)
     await rollups.rollup(engine, chunk=1000)
     result = await retention.prune(engine, keep, now=now)
     assert result.deleted["samples"] == 900

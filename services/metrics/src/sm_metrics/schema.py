@@ -68,17 +68,24 @@ def _metric_columns() -> list[Column[object]]:
     return [Column(name, kind, nullable=True) for name, kind in METRIC_TYPES.items()]
 
 
+def _heartbeat_columns(*, node_key: bool) -> list[Column[object]]:
+    """What a stored heartbeat holds (the raw tier's row, a node's latest row)."""
+    return [
+        Column("node_id", String(NODE_ID_LENGTH), primary_key=node_key, nullable=False),
+        Column("boot_id", String(BOOT_ID_LENGTH), nullable=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("ts", Float, nullable=False),
+        Column("received_at", Float, nullable=False),
+        Column("skewed", Boolean, nullable=False),
+        *_metric_columns(),
+        Column("detail", LargeBinary, nullable=False),
+    ]
+
+
 samples = Table(
     "samples",
     metadata,
-    Column("node_id", String(NODE_ID_LENGTH), nullable=False),
-    Column("boot_id", String(BOOT_ID_LENGTH), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("ts", Float, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("skewed", Boolean, nullable=False),
-    *_metric_columns(),
-    Column("detail", LargeBinary, nullable=False),
+    *_heartbeat_columns(node_key=False),
     UniqueConstraint("node_id", "boot_id", "seq", name="samples_key"),
     Index("samples_node_ts", "node_id", "ts"),
 )
@@ -106,16 +113,9 @@ rollup_1h = _rollup("rollup_1h")
 latest = Table(
     "latest",
     metadata,
-    Column("node_id", String(NODE_ID_LENGTH), primary_key=True),
-    Column("boot_id", String(BOOT_ID_LENGTH), nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("ts", Float, nullable=False),
-    Column("received_at", Float, nullable=False),
-    Column("skewed", Boolean, nullable=False),
+    *_heartbeat_columns(node_key=True),
     # Heartbeats the agent's offline buffer discarded (its own counter).
     Column("dropped", BigInteger, nullable=False),
-    *_metric_columns(),
-    Column("detail", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 
