@@ -9,14 +9,13 @@ scope ``metrics:read``).
 from __future__ import annotations
 
 import http
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import Any, Final
 
-import fastjsonschema
 import orjson
 
-from sm_gateway.protocol import CloseCode, ProtocolError
+from sm_gateway.protocol import compile_validators, decode_message
 from sm_shared.contracts import spec_path
 from sm_shared.scopes import METRICS_READ, NODES_READ
 from sm_shared.streams import EVENTS_CHANNEL, live_metrics_channel
@@ -62,39 +61,15 @@ def problem(status: int, detail: str, topics: Iterable[str]) -> dict[str, Any]:
 class EventProtocol:
     def __init__(self) -> None:
         schema = orjson.loads(spec_path("sm_gateway", SCHEMA_NAME).read_bytes())
-        definitions = schema["definitions"]
         self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
-        self._validators: dict[str, Callable[[Any], Any]] = {
-            # The definition itself at the top, not a $ref to it: fastjsonschema names
-            # a referenced definition's function case-insensitively, so the message
-            # ``facts`` would be validated as the object ``Facts``.
-            name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
-            for name in (*CLIENT_MESSAGE_TYPES, *SERVER_MESSAGE_TYPES)
-        }
+        self._validators = compile_validators(
+            schema, (*CLIENT_MESSAGE_TYPES, *SERVER_MESSAGE_TYPES)
+        )
+        self._incoming = {kind: self._validators[kind] for kind in CLIENT_MESSAGE_TYPES}
 
     def decode(self, raw: str | bytes) -> dict[str, Any]:
         """A client message, validated; ProtocolError (1003/1007/1008) otherwise."""
-        if isinstance(raw, bytes):
-            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
-        if not isinstance(message, dict):
-            raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
-        kind = message.get("type")
-        if kind not in CLIENT_MESSAGE_TYPES:
-            raise ProtocolError(
-                CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}"
-            )
-        self._check(kind, message)
-        return message
-
-    def _check(self, kind: str, message: dict[str, Any]) -> None:
-        try:
-            self._validators[kind](message)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
+        return decode_message(raw, self._incoming)
 
     def subscribed(self, topics: Iterable[str], request_id: str | None) -> bytes:
         return self._encode("subscribed", {"topics": sorted(topics)}, request_id)

@@ -7,7 +7,7 @@ compiled once per message type with fastjsonschema; a violation becomes a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final
@@ -25,6 +25,8 @@ GATEWAY_MESSAGE_TYPES: Final = ("welcome", "ack")
 # The range the contract allows for a welcome's backlog_rate (heartbeats per second).
 BACKLOG_RATE_RANGE: Final = (0.1, 1000.0)
 MAX_REASON_BYTES: Final = 123  # RFC 6455: a close reason fits in a control frame
+
+Validator = Callable[[Any], Any]
 
 
 class CloseCode(IntEnum):
@@ -62,19 +64,53 @@ def load_schema(path: Path | None = None) -> dict[str, Any]:
     return schema
 
 
+def compile_validators(schema: dict[str, Any], names: Iterable[str]) -> dict[str, Validator]:
+    """One compiled validator per definition of ``schema`` named in ``names``."""
+    definitions = schema["definitions"]
+    # The definition itself at the top, not a $ref to it: fastjsonschema names a
+    # referenced definition's function case-insensitively, so the message
+    # ``facts`` would be validated as the object ``Facts``.
+    return {
+        name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
+        for name in names
+    }
+
+
+def decode_message(raw: str | bytes, validators: Mapping[str, Validator]) -> dict[str, Any]:
+    """A text frame holding a JSON object whose ``type`` has a validator, validated;
+    ProtocolError (1003 binary, 1007 not a JSON object, 1008 schema) otherwise."""
+    if isinstance(raw, bytes):
+        raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
+    kind = message.get("type")
+    validator = validators.get(kind) if isinstance(kind, str) else None
+    if validator is None or not isinstance(kind, str):
+        raise ProtocolError(CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}")
+    check(validator, kind, message)
+    return message
+
+
+def check(validator: Validator, kind: str, message: dict[str, Any]) -> None:
+    try:
+        validator(message)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
+
+
 class Protocol:
     """Decoding and validation of agent messages; encoding of gateway messages."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        definitions = schema["definitions"]
         self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
-        self._validators: dict[str, Callable[[Any], Any]] = {
-            # The definition itself at the top, not a $ref to it: fastjsonschema names
-            # a referenced definition's function case-insensitively, so the message
-            # ``facts`` would be validated as the object ``Facts``.
-            name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
-            for name in (*AGENT_MESSAGE_TYPES, *GATEWAY_MESSAGE_TYPES)
-        }
+        self._validators = compile_validators(
+            schema, (*AGENT_MESSAGE_TYPES, *GATEWAY_MESSAGE_TYPES)
+        )
+        self._incoming = {kind: self._validators[kind] for kind in AGENT_MESSAGE_TYPES}
 
     @classmethod
     def load(cls) -> Protocol:
@@ -82,27 +118,10 @@ class Protocol:
 
     def decode(self, raw: str | bytes) -> dict[str, Any]:
         """An agent message, validated; ProtocolError otherwise."""
-        if isinstance(raw, bytes):
-            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
-        if not isinstance(message, dict):
-            raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
-        kind = message.get("type")
-        if kind not in AGENT_MESSAGE_TYPES:
-            raise ProtocolError(
-                CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}"
-            )
-        self.validate(kind, message)
-        return message
+        return decode_message(raw, self._incoming)
 
     def validate(self, kind: str, message: dict[str, Any]) -> None:
-        try:
-            self._validators[kind](message)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
+        check(self._validators[kind], kind, message)
 
     def negotiate(self, hello: dict[str, Any]) -> int:
         """The highest version both sides speak; ProtocolError(4001) when none."""
