@@ -1,11 +1,17 @@
-"""Server Manager gateway: the agents' WebSocket endpoint (``/agent/ws``).
+"""Server Manager gateway: the agents' WebSocket (``/agent/ws``) and the clients'
+live events (``/events/ws``).
 
 ``server.serve(settings)`` runs it; ``protocol`` holds the agent protocol
 (compiled from ``openapi/agent-protocol.json``) and its close codes;
 ``authenticator`` and ``service_token`` ask the registry who a credential
 belongs to; ``presence`` keeps online state in Redis; ``session`` is one
-agent's connection; ``probes`` answers the HTTP endpoints of
-``openapi/gateway.yaml``; ``instruments`` holds its Prometheus metrics.
+agent's connection; ``batcher`` writes heartbeats to the ``metrics`` stream
+in shared pipelined batches and acknowledges them; ``facts_reporter`` sends
+changed facts to the registry; ``inbox`` reads this gateway's deliveries and
+the revocations; ``event_protocol``, ``event_hub`` and ``event_client`` serve
+the clients' event stream (``openapi/events-protocol.json``); ``probes``
+answers the HTTP endpoints of ``openapi/gateway.yaml``; ``instruments`` holds
+its Prometheus metrics.
 """
 
 from sm_gateway.settings import GatewaySettings
