@@ -79,8 +79,12 @@ async def test_the_worker_runs_contributed_jobs_with_their_resources(
         assert opened == ["open", "closed"]
         assert await job.result(timeout=5) == f"hello in {data_dir.root}"
         assert not await pool.exists(HEALTH_CHECK_KEY)  # removed on a clean stop
-        # The maintenance job ran at start (run_at_startup) with its own resources.
-        assert worker.jobs_complete == 2
+        # The cron jobs that run at start (maintenance; metrics rollups and retention) ran
+        # with their own resources: the metrics jobs created the metrics database.
+        at_start = [c for s in job_sets() for c in s.cron_jobs if c.run_at_startup]
+        assert {c.name for c in at_start} >= {"cron:rollup_job", "cron:retention_job"}
+        assert worker.jobs_complete == 1 + len(at_start)
+        assert data_dir.database("metrics").exists()
     finally:
         await pool.aclose(close_connection_pool=True)
 
