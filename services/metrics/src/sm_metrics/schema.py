@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from sm_shared.database import writer
+
 metadata = MetaData()
 
 # Every numeric metric: its column type in the raw and latest tables. Sizes are
@@ -130,5 +132,12 @@ touched = Table(
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every metrics table that does not exist yet."""
-    metadata.create_all(engine)
+    """Create every metrics table that does not exist yet.
+
+    The API, the ingest and the worker all call this at start, often at the
+    same moment: one write transaction taken up front (``BEGIN IMMEDIATE``)
+    makes them wait their turn instead of failing with "database is locked"
+    when two upgrade a read transaction at once.
+    """
+    with writer(engine).begin() as connection:
+        metadata.create_all(connection)
