@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+from asyncio import sslproto
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,6 +73,14 @@ class Counters:
         return None
 
 
+def set_tls_read_buffer(size: int) -> None:
+    """asyncio's TLS transport reads into a buffer of ``SSLProtocol.max_size`` bytes, one per
+    connection, allocated and zeroed up front: 256 KiB in Python 3.11, most of the memory of
+    an idle TLS connection. Heartbeats are ~1 KB: a smaller buffer only means more reads for
+    a large burst."""
+    sslproto.SSLProtocol.max_size = size
+
+
 async def main_async(args: argparse.Namespace) -> None:
     data = DataDir(args.data_dir)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -79,6 +88,8 @@ async def main_async(args: argparse.Namespace) -> None:
     context.load_cert_chain(data.server_cert, data.server_key)
     counters = Counters(args.interval)
     raise_fd_limit()
+    if args.tls_read_buffer:
+        set_tls_read_buffer(args.tls_read_buffer)
     stop = asyncio.get_running_loop().create_future()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set_result, None)
@@ -112,10 +123,14 @@ class Bare:
 
 
 @contextmanager
-def bare_server(data: DataDir, interval: float) -> Iterator[Bare]:
+def bare_server(
+    data: DataDir, interval: float, tls_read_buffer: int | None = None
+) -> Iterator[Bare]:
     """Run this module as a separate process on a free port until the block ends."""
     port = free_port()
     argv = [sys.executable, str(HERE / "bare_ws.py"), "--data-dir", str(data.root)]
+    if tls_read_buffer:
+        argv += ["--tls-read-buffer", str(tls_read_buffer)]
     proc = subprocess.Popen([*argv, "--port", str(port), "--interval", str(interval)])
     verify = ssl.create_default_context(cafile=str(data.ca_cert))
     bare = Bare(
@@ -145,6 +160,12 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument(
         "--interval", type=float, default=5.0, help="heartbeat interval the welcome names"
+    )
+    p.add_argument(
+        "--tls-read-buffer",
+        type=int,
+        default=None,
+        help="bytes of asyncio's per-connection TLS read buffer (default: asyncio's 256 KiB)",
     )
     asyncio.run(main_async(p.parse_args()))
 

@@ -68,8 +68,9 @@ class CommitWatch:
         finally:
             conn.close()
 
-    def lags_sent_between(self, start: float, end: float) -> list[float]:
-        return [lag for ts, lag in zip(self.ts, self.lag, strict=True) if start <= ts < end]
+    def sent_between(self, start: float, end: float) -> list[tuple[float, float]]:
+        """(sent at, send→commit lag) of the rows sent in [start, end)."""
+        return [(ts, lag) for ts, lag in zip(self.ts, self.lag, strict=True) if start <= ts < end]
 
     def committed(self) -> int:
         """Rows of this run in the database now (each (node, boot id, seq) is stored once)."""

@@ -28,6 +28,7 @@ from bare_ws import bare_server
 from commit_watch import CommitWatch
 from procstat import raise_fd_limit, rss_bytes
 from running_core import DEFAULT_ROOT, running_core
+from swarm import shrink_client_tls_buffers
 from swarm_credentials import client_tls, credentials
 from swarm_phase import Phase, run_phase
 from swarm_sample import check_against_contract
@@ -35,12 +36,16 @@ from swarm_sample import check_against_contract
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
 
+# What would close the memory gap: asyncio's TLS read buffer (256 KiB per connection) shrunk.
+SMALL_TLS_BUFFER = 16 * 1024
+
 
 async def main_async(args: argparse.Namespace) -> None:
     data = DataDir(args.data_dir)
     initialize(data)
     print(f"heartbeat of {check_against_contract()} bytes valid per the protocol schema")
     print(f"open-file limit {raise_fd_limit()}")
+    shrink_client_tls_buffers()
     context = client_tls(data)
     seconds = args.minutes * 60
     warmup = 2 * args.interval
@@ -78,10 +83,29 @@ async def main_async(args: argparse.Namespace) -> None:
             ramp=args.ramp,
             rate=None,
             warmup=warmup,
-            seconds=seconds,
+            seconds=args.baseline_minutes * 60,
         )
         received = bare.stats()["messages"]
+    with bare_server(data, args.interval, tls_read_buffer=SMALL_TLS_BUFFER) as bare:
+        small = await run_phase(
+            f"bare websockets server, {SMALL_TLS_BUFFER // 1024} KiB TLS read buffer",
+            url=bare.url,
+            context=context,
+            creds=creds,
+            server_pid=bare.pid,
+            others={},
+            ramp=args.ramp,
+            rate=None,
+            warmup=warmup,
+            seconds=args.baseline_minutes * 60,
+        )
     report(gateway, baseline, args)
+    for line in small.lines():
+        print(line)
+    print(
+        f"RSS per connection, bare with a {SMALL_TLS_BUFFER // 1024} KiB TLS read buffer / bare: "
+        f"{small.per_connection / baseline.per_connection:.2f}"
+    )
     print(f"  bare server received {received} messages (hellos included)")
     print(
         f"Redis RSS {redis_idle / 2**20:.1f} → {redis_loaded / 2**20:.1f} MiB "
@@ -112,6 +136,9 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=10_000)
     p.add_argument(
         "--minutes", type=float, default=5.0, help="measured window, after ramp and warm-up"
+    )
+    p.add_argument(
+        "--baseline-minutes", type=float, default=1.0, help="measured window of the bare server"
     )
     p.add_argument("--interval", type=int, default=5, help="heartbeat interval (seconds)")
     p.add_argument("--ramp", type=float, default=100, help="agents started per second")

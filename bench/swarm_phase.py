@@ -23,6 +23,8 @@ from procstat import CpuWindow, rss_bytes
 from swarm import Swarm, percentile
 from swarm_credentials import Credential
 
+LATE = 2.0
+
 
 @dataclass
 class Phase:
@@ -41,6 +43,8 @@ class Phase:
     unacked: int = 0
     ack_lags: list[float] = field(default_factory=list)
     commit_lags: list[float] = field(default_factory=list)
+    # (sent at, send→commit lag) of the heartbeats sent in the window.
+    commit_times: list[tuple[float, float]] = field(default_factory=list)
     committed: int | None = None
     distinct_sent: int = 0
     swarm_line: str = ""
@@ -80,6 +84,12 @@ class Phase:
                     f"  {label} over {len(lags)} heartbeats: p50 {statistics.median(lags) * 1000:.0f} ms, "
                     f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms"
                 )
+        late = [ts - self.window[0] for ts, lag in self.commit_times if lag > LATE]
+        if late:
+            out.append(
+                f"  committed later than {LATE:g} s: {len(late)} heartbeats, sent between "
+                f"{min(late):.0f} s and {max(late):.0f} s into the window"
+            )
         if self.committed is not None:
             out.append(
                 f"  heartbeats sent {self.distinct_sent} (distinct), acknowledged {self.acked}, "
@@ -144,5 +154,6 @@ async def run_phase(
                 await asyncio.sleep(1)
             await asyncio.sleep(watcher.interval * 2)  # the last rows seen by the poller too
             phase.committed = watcher.committed()
-            phase.commit_lags = watcher.lags_sent_between(*phase.window)
+            phase.commit_times = watcher.sent_between(*phase.window)
+            phase.commit_lags = [lag for _ts, lag in phase.commit_times]
     return phase

@@ -32,7 +32,7 @@ from commit_watch import CommitWatch
 from procstat import raise_fd_limit
 from pyspy_profile import profiled, summary
 from running_core import DEFAULT_ROOT, running_core
-from swarm import percentile
+from swarm import percentile, shrink_client_tls_buffers
 from swarm_credentials import client_tls, credentials
 from swarm_phase import Phase, run_phase
 
@@ -58,6 +58,7 @@ async def main_async(args: argparse.Namespace) -> None:
     data = DataDir(args.data_dir)
     initialize(data)
     raise_fd_limit()
+    shrink_client_tls_buffers()
     context = client_tls(data)
     database = data.database("metrics")
     results: list[tuple[int, bool, str]] = []
