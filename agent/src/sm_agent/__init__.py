@@ -10,7 +10,12 @@ connection sends next and what acks release), ``backoff``, ``link`` (the
 sampler and the WebSocket to the gateway).
 """
 
+from sm_agent.lazy_imports import defer
+
 __all__ = ["PROTOCOL_VERSIONS", "__version__"]
+
+# Before any dependency is imported: what they import but never use is loaded lazily.
+defer()
 
 __version__ = "0.1.0"
 
