@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,20 +18,10 @@ from sm_agent.collectors.disk_io import DiskIoCollector
 from sm_agent.collectors.disks import Mount
 from sm_agent.collectors.net import NetCollector
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[2] / "openapi" / "agent-protocol.json").read_text()
-)
+Validate = Callable[[str, Any], None]
 
 
-def validate(definition: str, value: Any) -> None:
-    jsonschema.validate(
-        value,
-        {"definitions": SCHEMA["definitions"], "$ref": f"#/definitions/{definition}"},
-        cls=jsonschema.Draft7Validator,
-    )
-
-
-def test_the_sample_matches_the_protocol_twice() -> None:
+def test_the_sample_matches_the_protocol_twice(validate: Validate) -> None:
     sampler = Sampler()
     first = sampler.sample()
     validate("Sample", first)
@@ -46,7 +36,7 @@ def test_the_sample_matches_the_protocol_twice() -> None:
         assert second["disk_io"]["read_bytes"] >= 0
 
 
-def test_the_schema_refuses_an_unknown_field_in_a_sample() -> None:
+def test_the_schema_refuses_an_unknown_field_in_a_sample(validate: Validate) -> None:
     value = Sampler().sample()
     value["memory"]["cached"] = 1
     with pytest.raises(jsonschema.ValidationError):
@@ -95,7 +85,7 @@ def test_pseudo_file_systems_are_left_out_and_devices_listed_once() -> None:
     ]
 
 
-def test_disks_skip_unreadable_mounts_and_are_bounded() -> None:
+def test_disks_skip_unreadable_mounts_and_are_bounded(validate: Validate) -> None:
     mounts = [Mount(f"/dev/vd{i}", f"/m{i:03d}", "ext4") for i in range(100)]
 
     def usage(path: str) -> Any:
@@ -151,7 +141,7 @@ def nic(rx: int, tx: int) -> Any:
     return SimpleNamespace(bytes_recv=rx, bytes_sent=tx)
 
 
-def test_net_per_interface_and_sums_without_loopback() -> None:
+def test_net_per_interface_and_sums_without_loopback(validate: Validate) -> None:
     readings = iter(
         [
             {"lo": nic(10**9, 10**9), "eth0": nic(1000, 100)},
