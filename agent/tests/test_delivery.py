@@ -17,7 +17,7 @@ def filled(count: int) -> Spool:
 
 def drain(delivery: Delivery, now: float) -> list[int]:
     """Everything sendable at ``now``, marked sent."""
-    sent = []
+    sent: list[int] = []
     while True:
         serial, _ = delivery.next(now)
         if serial is None:
@@ -31,7 +31,9 @@ def test_backlog_oldest_first_at_the_backlog_rate_live_at_once() -> None:
     delivery = Delivery(spool, backlog_rate=2.0, max_in_flight=100, now=0.0)
     assert delivery.backlog_left() == 5
     assert drain(delivery, 0.0) == [0]
-    assert delivery.next(0.1) == (None, pytest.approx(0.4))
+    serial, wait = delivery.next(0.1)
+    assert serial is None
+    assert wait == pytest.approx(0.4)
     assert drain(delivery, 0.5) == [1]
     spool.append(b'{"seq":5}')  # a live heartbeat does not wait for the pace
     assert drain(delivery, 0.6) == [5]
