@@ -18,7 +18,6 @@ must then be in the metrics database.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -31,7 +30,7 @@ from pathlib import Path
 from bare_ws import bare_server
 from harness import HERE
 from procstat import CpuWindow, rss_bytes, uss_bytes
-from running_core import DEFAULT_ROOT, running_core
+from running_core import bench_parser, running_core
 
 from sm_shared.access_keys import KeyKind, load_key
 from sm_shared.datadir import DataDir
@@ -51,9 +50,7 @@ def rows_of(database: Path, node_id: str) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "footprint")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument(
         "--interval", type=int, default=5, help="the core's heartbeat interval (the default is 5)"
@@ -61,7 +58,6 @@ def main() -> None:
     p.add_argument(
         "--outage", type=float, default=0.2, help="fraction of the window the gateway is frozen"
     )
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT / "footprint")
     args = p.parse_args()
     data = DataDir(args.data_dir)
     initialize(data)

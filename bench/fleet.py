@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
 from bare_ws import bare_server
-from commit_watch import CommitWatch
 from procstat import raise_fd_limit, rss_bytes
-from running_core import DEFAULT_ROOT, running_core
+from running_core import bench_parser, running_core
 from swarm import shrink_client_tls_buffers
 from swarm_credentials import client_tls, credentials
-from swarm_phase import Phase, run_phase
+from swarm_phase import Phase, Setup, gateway_phase, run_phase
 from swarm_sample import check_against_contract
 
 from sm_shared.datadir import DataDir
@@ -54,51 +52,27 @@ async def main_async(args: argparse.Namespace) -> None:
     with running_core(data.root, env) as core:
         creds = await credentials(data, core.api_url, args.agents)
         pids = core.processes
-        others = {k: v for k, v in pids.items() if k != "gateway"}
         redis_idle = rss_bytes(pids["redis"])
         db_rows_bytes = database.stat().st_size if database.exists() else 0
-        gateway = await run_phase(
-            "gateway",
-            url=core.gateway_url,
-            context=context,
-            creds=creds,
-            server_pid=pids["gateway"],
-            others=others,
-            ramp=args.ramp,
-            rate=None,
-            warmup=warmup,
-            seconds=seconds,
-            watch=lambda prefix: CommitWatch(database, prefix),
+        setup = Setup(context, creds, args.ramp, warmup)
+        gateway = await gateway_phase(
+            "gateway", setup, core=core, database=database, rate=None, seconds=seconds
         )
         redis_loaded = rss_bytes(pids["redis"])
         db_growth = database.stat().st_size - db_rows_bytes
-    with bare_server(data, args.interval) as bare:
-        baseline = await run_phase(
-            "bare websockets server",
-            url=bare.url,
-            context=context,
-            creds=creds,
-            server_pid=bare.pid,
-            others={},
-            ramp=args.ramp,
-            rate=None,
-            warmup=warmup,
-            seconds=args.baseline_minutes * 60,
-        )
-        received = bare.stats()["messages"]
-    with bare_server(data, args.interval, tls_read_buffer=SMALL_TLS_BUFFER) as bare:
-        small = await run_phase(
-            f"bare websockets server, {SMALL_TLS_BUFFER // 1024} KiB TLS read buffer",
-            url=bare.url,
-            context=context,
-            creds=creds,
-            server_pid=bare.pid,
-            others={},
-            ramp=args.ramp,
-            rate=None,
-            warmup=warmup,
-            seconds=args.baseline_minutes * 60,
-        )
+
+    async def bare_phase(name: str, tls_read_buffer: int | None = None) -> tuple[Phase, int]:
+        with bare_server(data, args.interval, tls_read_buffer) as bare:
+            phase = await run_phase(
+                name, setup, url=bare.url, server_pid=bare.pid, others={}, rate=None,
+                seconds=args.baseline_minutes * 60,
+            )  # fmt: skip
+            return phase, bare.stats()["messages"]
+
+    baseline, received = await bare_phase("bare websockets server")
+    small, _ = await bare_phase(
+        f"bare websockets server, {SMALL_TLS_BUFFER // 1024} KiB TLS read buffer", SMALL_TLS_BUFFER
+    )
     report(gateway, baseline, args)
     for line in small.lines():
         print(line)
@@ -130,9 +104,7 @@ def report(gateway: Phase, baseline: Phase, args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "fleet")
     p.add_argument("--agents", type=int, default=10_000)
     p.add_argument(
         "--minutes", type=float, default=5.0, help="measured window, after ramp and warm-up"
@@ -142,12 +114,6 @@ def main() -> None:
     )
     p.add_argument("--interval", type=int, default=5, help="heartbeat interval (seconds)")
     p.add_argument("--ramp", type=float, default=100, help="agents started per second")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_ROOT / "fleet",
-        help="kept between runs (cached enrollments)",
-    )
     asyncio.run(main_async(p.parse_args()))
 
 

@@ -81,6 +81,7 @@ def summary(collapsed: Path, top: int = 15) -> list[str]:
         return ["(no samples)"]
     lines = [f"{total} samples (busy only)", "own time:"]
     lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
-    lines.append("inclusive time:")
-    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    lines.append("inclusive time (frames under 90 %: below the event loop and entry points):")
+    below = [(frame, n) for frame, n in inclusive.most_common() if n < 0.9 * total]
+    lines += [f"  {n / total:6.1%}  {frame}" for frame, n in below[:top]]
     return lines

@@ -8,6 +8,7 @@ gateway and each child's pid (the gateway's is what the benchmarks measure).
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,3 +29,17 @@ def running_core(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[
         yield ready
     finally:
         up.stop(within=60)
+
+
+def bench_parser(doc: str | None, name: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring as help, ``--data-dir`` kept under ``name``."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_ROOT / name,
+        help="the core's data directory, kept between runs (cached enrollments, fills)",
+    )
+    return parser

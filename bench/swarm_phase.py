@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from commit_watch import CommitWatch
 from procstat import CpuWindow, rss_bytes
 from swarm import Swarm, percentile
 from swarm_credentials import Credential
+
+from sm_ctl.banner import Banner
 
 LATE = 2.0
 
@@ -99,31 +102,39 @@ class Phase:
         return out
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every phase of one benchmark shares: TLS, nodes, ramp and warm-up."""
+
+    context: ssl.SSLContext
+    creds: list[Credential]
+    ramp: float
+    warmup: float
+
+
 async def run_phase(
     name: str,
+    setup: Setup,
     *,
     url: str,
-    context: ssl.SSLContext,
-    creds: list[Credential],
     server_pid: int,
     others: dict[str, int],
-    ramp: float,
     rate: float | None,
-    warmup: float,
     seconds: float,
     watch: Callable[[str], CommitWatch] | None = None,
     received: Callable[[], int] | None = None,
 ) -> Phase:
     """``received``, if given, reads the server's own count of messages (the bare server's)."""
+    creds, context = setup.creds, setup.context
     phase = Phase(name, len(creds))
     phase.rss_idle = rss_bytes(server_pid)
     swarm = Swarm.build(creds, rate=rate, expect_acks=watch is not None)
     with ExitStack() as stack:
         watcher = stack.enter_context(watch(swarm.boot_prefix)) if watch else None
         try:
-            phase.ramp_seconds = await swarm.ramp_up(url, context, ramp)
+            phase.ramp_seconds = await swarm.ramp_up(url, context, setup.ramp)
             print(f"[{name}] {len(creds)} agents welcomed in {phase.ramp_seconds:.1f} s")
-            await swarm.run_for(warmup)
+            await swarm.run_for(setup.warmup)
             windows = {"server": CpuWindow(server_pid)} | {
                 k: CpuWindow(p) for k, p in others.items()
             }
@@ -157,3 +168,21 @@ async def run_phase(
             phase.commit_times = watcher.sent_between(*phase.window)
             phase.commit_lags = [lag for _ts, lag in phase.commit_times]
     return phase
+
+
+async def gateway_phase(
+    name: str, setup: Setup, *, core: Banner, database: Path, rate: float | None, seconds: float
+) -> Phase:
+    """:func:`run_phase` against the gateway of a running core, commits watched in ``database``;
+    the core's other processes' CPU is measured too."""
+    pids = core.processes
+    return await run_phase(
+        name,
+        setup,
+        url=core.gateway_url,
+        server_pid=pids["gateway"],
+        others={k: v for k, v in pids.items() if k != "gateway"},
+        rate=rate,
+        seconds=seconds,
+        watch=lambda prefix: CommitWatch(database, prefix),
+    )

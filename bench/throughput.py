@@ -28,13 +28,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bare_ws import bare_server
-from commit_watch import CommitWatch
 from procstat import raise_fd_limit
 from pyspy_profile import profiled, summary
-from running_core import DEFAULT_ROOT, running_core
+from running_core import bench_parser, running_core
 from swarm import percentile, shrink_client_tls_buffers
 from swarm_credentials import client_tls, credentials
-from swarm_phase import Phase, run_phase
+from swarm_phase import Phase, Setup, gateway_phase, run_phase
 
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
@@ -66,21 +65,12 @@ async def main_async(args: argparse.Namespace) -> None:
     with running_core(data.root, {"SM_HEARTBEAT_INTERVAL": "1"}) as core:
         creds = await credentials(data, core.api_url, args.agents)
         pids = core.processes
-        others = {k: v for k, v in pids.items() if k != "gateway"}
+
+        setup = Setup(context, creds, args.ramp, args.warmup)
 
         async def phase(name: str, rate: float) -> Phase:
-            return await run_phase(
-                name,
-                url=core.gateway_url,
-                context=context,
-                creds=creds,
-                server_pid=pids["gateway"],
-                others=others,
-                ramp=args.ramp,
-                rate=rate,
-                warmup=args.warmup,
-                seconds=args.seconds,
-                watch=lambda prefix: CommitWatch(database, prefix),
+            return await gateway_phase(
+                name, setup, core=core, database=database, rate=rate, seconds=args.seconds
             )
 
         for step in args.steps:
@@ -99,18 +89,9 @@ async def main_async(args: argparse.Namespace) -> None:
         _ok, flat_why = sustained(flat, 0)
     with bare_server(data, 1) as bare:
         baseline = await run_phase(
-            "bare flat out",
-            url=bare.url,
-            context=context,
-            creds=creds,
-            server_pid=bare.pid,
-            others={},
-            ramp=args.ramp,
-            rate=0,
-            warmup=args.warmup,
-            seconds=args.seconds,
-            received=lambda: bare.stats()["messages"],
-        )
+            "bare flat out", setup, url=bare.url, server_pid=bare.pid, others={}, rate=0,
+            seconds=args.seconds, received=lambda: bare.stats()["messages"],
+        )  # fmt: skip
 
     print()
     print(f"throughput: {args.agents} agents, {args.seconds:g} s per step")
@@ -135,9 +116,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "throughput")
     p.add_argument("--agents", type=int, default=100)
     p.add_argument(
         "--steps",
@@ -148,7 +127,6 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20, help="measured window per step")
     p.add_argument("--warmup", type=float, default=3)
     p.add_argument("--ramp", type=float, default=200, help="agents started per second")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT / "throughput")
     asyncio.run(main_async(p.parse_args()))
 
 

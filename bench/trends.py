@@ -18,7 +18,6 @@ query runs ``--rounds`` times over different nodes, three ways:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import private_redis
-from running_core import DEFAULT_ROOT
+from running_core import bench_parser
 from sqlalchemy import Engine, event
 
 from sm_metrics.history import series
@@ -109,13 +108,10 @@ def line(name: str, values: list[float], base: float) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__, "trends")
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--days", type=float, default=30)
     p.add_argument("--rounds", type=int, default=50)
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_ROOT / "trends")
     args = p.parse_args()
     # Connexion's test client imports starlette.testclient, which warns about httpx (upstream).
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
