@@ -42,7 +42,7 @@ def write_config(data: DataDir, api_url: str, gateway_url: str) -> Path:
     """
     state = agent_dir(data)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = {"server": api_url, "gateway_url": gateway_url, "state_dir": str(state)}
+    settings = {"server": api_url, "gateway_urls": gateway_url, "state_dir": str(state)}
     if not enrolled(data):
         settings["enrollment_key"] = data.enrollment_key.read_text().strip()
     config = state / CONFIG
