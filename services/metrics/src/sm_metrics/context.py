@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connexion import request
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from sm_metrics.settings import MetricsSettings
-from sm_shared.api_app import ServiceResources, ServiceState
+from sm_shared.api_app import ServiceState, request_service
 
 
 @dataclass(frozen=True)
@@ -22,10 +21,5 @@ class MetricsContext:
 
 def current() -> MetricsContext:
     """The metrics context of the request being served."""
-    state = request.state.service
-    assert isinstance(state, ServiceState)
-    resources = state.extra["resources"]
-    settings = state.extra["settings"]
-    assert isinstance(resources, ServiceResources)
-    assert isinstance(settings, MetricsSettings)
+    state, resources, settings = request_service(MetricsSettings)
     return MetricsContext(resources.engine, resources.redis, settings, state)

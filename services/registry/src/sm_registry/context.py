@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connexion import request
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from sm_registry.settings import RegistrySettings
-from sm_shared.api_app import ServiceResources, ServiceState
+from sm_shared.api_app import request_service
 from sm_shared.datadir import DataDir
 
 
@@ -26,10 +25,5 @@ class RegistryContext:
 
 def current() -> RegistryContext:
     """The registry context of the request being served."""
-    state = request.state.service
-    assert isinstance(state, ServiceState)
-    resources = state.extra["resources"]
-    settings = state.extra["settings"]
-    assert isinstance(resources, ServiceResources)
-    assert isinstance(settings, RegistrySettings)
+    _, resources, settings = request_service(RegistrySettings)
     return RegistryContext(resources.engine, resources.redis, settings)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import connexion
 import orjson
@@ -61,6 +61,9 @@ def load_document(path: Path) -> dict[str, Any]:
     return copy.deepcopy(_parsed_document(path.resolve(), (stat.st_mtime_ns, stat.st_size)))
 
 
+SettingsT = TypeVar("SettingsT", bound=CoreSettings)
+
+
 @dataclass
 class ServiceState:
     """What every service exposes to the shared probe handlers."""
@@ -102,6 +105,21 @@ class ServiceResources:
         finally:
             await self.redis.aclose()
             self.engine.dispose()
+
+
+def request_service(
+    settings_type: type[SettingsT],
+) -> tuple[ServiceState, ServiceResources, SettingsT]:
+    """The state, resources and settings of the service serving the current request."""
+    from connexion import request
+
+    state = request.state.service
+    assert isinstance(state, ServiceState)
+    resources = state.extra["resources"]
+    settings = state.extra["settings"]
+    assert isinstance(resources, ServiceResources)
+    assert isinstance(settings, settings_type)
+    return state, resources, settings
 
 
 class _Resolver(RelativeResolver):  # type: ignore[misc]
