@@ -1301,14 +1301,16 @@ def run_installer(
 def test_agent_installer_is_posix_sh_and_refuses_bad_input(tmp_path: Path) -> None:
     assert subprocess.run(["sh", "-n", str(AGENT_INSTALLER)], check=False).returncode == 0
     shellcheck = shutil.which("shellcheck")
-    if shellcheck is not None:
-        result = subprocess.run(
-            [shellcheck, "--shell=sh", str(AGENT_INSTALLER)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout
+    assert shellcheck is not None, (
+        "shellcheck is missing (Debian package shellcheck; ./sm test installs it)"
+    )
+    result = subprocess.run(
+        [shellcheck, "--shell=sh", str(AGENT_INSTALLER)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
     common = ["--prefix", str(tmp_path / "root"), "--no-systemd"]
     refused = {
         "--server is required": ["--key", "sme1.a.b", *common],
