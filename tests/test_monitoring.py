@@ -80,11 +80,14 @@ class Api:
     def status(self, node_id: str) -> str:
         return str(self.node(node_id)["status"])
 
-    def series(self, node_id: str, start: float, end: float, points: int) -> dict[str, Any]:
+    def series(self, node_id: str, start: float, end: float, points: int) -> dict[str, Any] | None:
+        """The node's cpu series; None while nothing of the node is stored yet (404)."""
         response = self.http.get(
             SERIES_PATH.format(node_id=node_id),
             params={"metrics": "cpu", "from": start, "to": end, "max_points": points},
         )
+        if response.status_code == 404:
+            return None
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -92,6 +95,8 @@ class Api:
     def sample_times(self, node_id: str, start: float, end: float) -> list[float]:
         """Starts of the 1 s raw buckets holding a sample of the node in [start, end)."""
         body = self.series(node_id, start, end, points=int(end - start) + 2)
+        if body is None:
+            return []
         assert (body["tier"], body["step"]) == ("raw", 1), body
         return [float(t) for t, n in zip(body["timestamps"], body["count"], strict=True) if n]
 
