@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from sm_metrics import retention, rollups
-from sm_metrics.schema import latest, rollup_1h, rollup_1m, samples, touched
+from sm_metrics import aggregation, retention, rollups, synthetic
+from sm_metrics.schema import METRICS, latest, rollup_1h, rollup_1m, samples, touched
 from sm_metrics.settings import MetricsSettings
 
 NODE_A = "0b6f4a8e-3c1d-4a57-9d3e-2f1a7c9b5e10"
@@ -138,3 +139,23 @@ async def test_retention_prunes_each_tier_in_small_chunks(
     # After the longest retention nothing of the nodes remains, their latest rows included.
     await retention.prune(engine, keep, now=now + 2 * 86400)
     assert count(engine, rollup_1h) == count(engine, latest) == 0
+
+
+@pytest.mark.parametrize(("table", "width"), [(rollup_1m, 60), (rollup_1h, 3600)])
+def test_a_rollup_read_at_its_own_resolution_equals_the_regrouped_one(
+    engine: Engine, settings: MetricsSettings, table: Any, width: int
+) -> None:
+    """The fast path (stored rows as buckets) answers exactly what the GROUP BY does."""
+    now = float(int(time.time()) // 3600 * 3600)
+    assert aggregation.RESOLUTION[table.name] == width  # the fast path applies
+    synthetic.fill(engine, nodes=2, days=1, now=now, settings=settings)
+    node = synthetic.node_ids(2)[1]
+    window = {"start": now - 6 * 3600, "end": now, "width": width, "origin": int(now - 6 * 3600)}
+    with engine.connect() as conn:
+        fast = aggregation.aggregate(conn, table, node, metrics=METRICS, **window)
+        slow = aggregation.grouped(conn, table, node, metrics=METRICS, **window)
+    assert len(fast) == len(slow) == 6 * 3600 // width
+    for quick, regrouped in zip(fast, slow, strict=True):
+        assert len(quick) == len(regrouped) == 2 + 3 * len(METRICS)
+        for a, b in zip(quick, regrouped, strict=True):
+            assert (a is None and b is None) or math.isclose(a, b, rel_tol=1e-9), (quick, regrouped)
