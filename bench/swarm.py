@@ -276,11 +276,15 @@ class Swarm:
     ) -> float:
         """Start every agent, ``per_second`` at a time; seconds until all were welcomed."""
         began = time.monotonic()
+        said = began
         for i, agent in enumerate(self.agents):
             self.tasks.append(asyncio.create_task(agent.run(url, context, self.stop)))
             delay = began + (i + 1) / per_second - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.monotonic() - said >= 10:
+                said = time.monotonic()
+                print(f"  ramp {said - began:4.0f} s: started {i + 1}; {self.stats.line()}")
         while self.stats.welcomed < len(self.agents):
             if time.monotonic() - began > within:
                 raise TimeoutError(f"not every agent was welcomed: {self.stats.line()}")

@@ -78,6 +78,8 @@ async def main_async(args: argparse.Namespace) -> None:
             ok, why = sustained(result, step)
             results.append((step, ok, why))
             print(f"step {step}/s: {'sustained' if ok else 'NOT sustained'} ({why})")
+            for line in result.lines():
+                print(line)
             if not ok:
                 break
         with ExitStack() as stack:
