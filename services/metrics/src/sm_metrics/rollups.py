@@ -1,11 +1,13 @@
 """The 1-minute and 1-hour tiers, recomputed for every bucket that received samples.
 
 The ingest records each (node, minute) it wrote to in ``touched``. A rollup
-run takes those in chunks; per chunk, in ONE write transaction, it recomputes
-each touched minute from the raw tier, then each hour containing one from the
-1-minute tier (weighted by count), upserts both, and deletes the touches it
-handled — only at the version it read, so a minute touched again meanwhile
-(late data) stays queued for the next chunk or run. Re-running changes nothing.
+run takes those in chunks; per chunk it recomputes each touched minute from
+the raw tier and upserts them, then each hour containing one from the
+1-minute tier (weighted by count) and upserts those, and deletes the touches
+it handled — only at the version it read, so a minute touched again
+meanwhile (late data) stays queued for the next chunk or run. Computing
+happens in read transactions; the write lock is held only for the upserts,
+so the ingest is never stalled for long. Re-running changes nothing.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def _by_node(pairs: Iterable[tuple[str, int]]) -> dict[str, set[int]]:
 
 
 def _recompute(
-    conn: Connection, source: Table, target: Table, buckets: dict[str, set[int]], width: int
-) -> int:
-    """Recompute ``target``'s rows of ``buckets`` from ``source``; returns the rows written."""
+    conn: Connection, source: Table, buckets: dict[str, set[int]], width: int
+) -> list[dict[str, Any]]:
+    """The rows of ``buckets`` (per node) computed from ``source``, ready to upsert."""
     rows: list[dict[str, Any]] = []
     for node_id, wanted in buckets.items():
         found: Sequence[Row[Any]] = aggregate(
@@ -58,14 +60,23 @@ def _recompute(
             metrics=METRICS,
         )
         rows += [{"node_id": node_id, **row._asdict()} for row in found if row.bucket in wanted]
+    return rows
+
+
+def _write(conn: Connection, target: Table, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(upsert(conn.dialect.name, target, key=["node_id", "bucket"]), rows)
-    return len(rows)
 
 
 def rollup_chunk(engine: Engine, limit: int) -> tuple[int, int, int]:
-    """Handle up to ``limit`` touched minutes; returns (touches handled, minutes, hours written)."""
-    with writer(engine).begin() as conn:
+    """Handle up to ``limit`` touched minutes; returns (touches handled, minutes, hours written).
+
+    The aggregates are computed in read transactions (WAL: the ingest keeps
+    writing meanwhile); the write lock is held only to upsert what was
+    computed. A minute touched again after it was read keeps its touch (the
+    version differs), so it is recomputed by the next chunk or run.
+    """
+    with engine.connect() as conn, conn.begin():
         touches = conn.execute(
             select(touched.c.node_id, touched.c.minute, touched.c.version)
             .order_by(touched.c.node_id, touched.c.minute)
@@ -73,10 +84,16 @@ def rollup_chunk(engine: Engine, limit: int) -> tuple[int, int, int]:
         ).all()
         if not touches:
             return 0, 0, 0
-        minutes = _by_node((t.node_id, t.minute) for t in touches)
-        hours = _by_node((t.node_id, t.minute // HOUR * HOUR) for t in touches)
-        written_minutes = _recompute(conn, samples, rollup_1m, minutes, MINUTE)
-        written_hours = _recompute(conn, rollup_1m, rollup_1h, hours, HOUR)
+        minutes = _recompute(
+            conn, samples, _by_node((t.node_id, t.minute) for t in touches), MINUTE
+        )
+    with writer(engine).begin() as conn:
+        _write(conn, rollup_1m, minutes)
+    hour_buckets = _by_node((t.node_id, t.minute // HOUR * HOUR) for t in touches)
+    with engine.connect() as conn, conn.begin():
+        hours = _recompute(conn, rollup_1m, hour_buckets, HOUR)
+    with writer(engine).begin() as conn:
+        _write(conn, rollup_1h, hours)
         conn.execute(
             delete(touched).where(
                 and_(
@@ -87,7 +104,7 @@ def rollup_chunk(engine: Engine, limit: int) -> tuple[int, int, int]:
             ),
             [{"n": t.node_id, "m": t.minute, "v": t.version} for t in touches],
         )
-    return len(touches), written_minutes, written_hours
+    return len(touches), len(minutes), len(hours)
 
 
 async def rollup(engine: Engine, chunk: int) -> RollupResult:
