@@ -88,3 +88,14 @@ async def test_an_authenticated_plain_get_is_not_an_upgrade(gateway: Any, regist
 def test_every_status_the_socket_answers_is_declared() -> None:
     declared = set(DOCUMENT["paths"]["/agent/ws"]["get"]["responses"])
     assert {"101", "401", "403", "503"} <= declared
+
+
+async def test_the_gateway_reads_tls_through_small_buffers(gateway: Any) -> None:
+    """asyncio's default 256 KiB read buffer per TLS connection is most of an agent's cost."""
+    import asyncio.sslproto
+
+    from sm_gateway.server import TLS_READ_BUFFER
+
+    assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER == 16 * 1024
+    async with gateway.client() as http:  # a TLS request still answers through it
+        assert (await http.get("/healthz")).status_code == 200

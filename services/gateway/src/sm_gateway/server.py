@@ -13,6 +13,7 @@ per connection).
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import logging
 import ssl
@@ -307,15 +308,32 @@ async def gateway_resources(settings: GatewaySettings) -> AsyncIterator[Gateway]
         await redis.aclose()
 
 
-def _quiet_websockets_logger() -> logging.Logger:
-    logger = logging.getLogger("websockets.server")
-    if logger.level == logging.NOTSET:  # an operator's explicit level wins
-        logger.setLevel(logging.WARNING)
-    return logger
+# asyncio gives every TLS connection a read buffer of SSLProtocol.max_size
+# (256 KiB): 80 % of a gateway's memory per agent. Agents send frames of about
+# 1 KB (128 KiB at most), which a 16 KiB buffer reads in one or a few calls;
+# with it a held connection costs about 61 KiB instead of 302 (bench/RESULTS.md).
+TLS_READ_BUFFER: Final = 16 * 1024
+
+
+def shrink_tls_read_buffers() -> None:
+    """Every TLS connection this process accepts from now on reads through a small buffer."""
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
+def _quiet_loggers() -> logging.Logger:
+    """websockets and httpx log every handshake and registry call at INFO: thousands
+    of agents would flood the log. Ours logs what matters; an operator's explicit
+    level wins. Returns the websockets server's logger."""
+    for name in ("websockets.server", "httpx"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    return logging.getLogger("websockets.server")
 
 
 async def serve(settings: GatewaySettings) -> None:
     """Run the gateway until cancelled; connections are closed with 1001 on the way out."""
+    shrink_tls_read_buffers()
     async with (
         gateway_resources(settings) as gateway,
         ws_serve(
@@ -327,9 +345,7 @@ async def serve(settings: GatewaySettings) -> None:
             compression=None,
             max_size=settings.agent_max_message_bytes,
             server_header=None,
-            # websockets logs every handshake and HTTP answer at INFO: thousands
-            # of agents would flood the log. Ours logs what matters.
-            logger=_quiet_websockets_logger(),
+            logger=_quiet_loggers(),
         ) as server,
     ):
         log.info(
