@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from sm_metrics import aggregation, retention, rollups, synthetic
 from sm_metrics.schema import METRICS, latest, rollup_1h, rollup_1m, samples, touched
@@ -129,8 +129,20 @@ async def test_retention_prunes_each_tier_in_small_chunks(
     assert count(engine, samples) == 40
     # The 1-minute rows of two hours ago are within their 3 hours; a second run finds nothing.
     assert result.deleted["rollup_1m"] == 0
-    again = await retention.prune(engine, keep, now=now)
+    writes: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            writes.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        again = await retention.prune(engine, keep, now=now)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
     assert sum(again.deleted.values()) == 0
+    # Looking for what to prune takes no write lock: only the one short `latest` delete.
+    assert len(writes) == 1
     # Four hours on, the 1-minute tier's rows go too; the hour rows stay (a day).
     later = await retention.prune(engine, keep, now=now + 4 * 3600)
     assert count(engine, rollup_1m) == 0

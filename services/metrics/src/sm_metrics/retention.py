@@ -12,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, select
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
 
 from sm_metrics.aggregation import time_column
 from sm_metrics.schema import latest, rollup_1h, rollup_1m, samples
 from sm_metrics.settings import MetricsSettings
 from sm_shared.database import writer
+
+# Between two write transactions: long enough for another process waiting on the
+# lock (SQLite's busy handler polls every few milliseconds) to take it.
+WRITER_PAUSE: Final = 0.02
 
 
 @dataclass
@@ -28,32 +32,51 @@ class PruneResult:
     transactions: int = 0
 
 
-def _prune_node(
+def _plan_node(
     conn: Connection, table: Table, node_id: str, cutoff: float, budget: int
-) -> tuple[int, bool]:
-    """Delete up to about ``budget`` of the node's rows older than ``cutoff``; (deleted, done)."""
+) -> tuple[Any, int, bool]:
+    """What to delete of the node's rows older than ``cutoff``, about ``budget`` at most.
+
+    Returns (the newest time to delete up to, None for every older row; rows; done).
+    """
     when = time_column(table)
     older = and_(table.c.node_id == node_id, when < cutoff)
     boundary = conn.execute(
         select(when).where(older).order_by(when).limit(1).offset(budget - 1)
     ).scalar()
     if boundary is None:  # fewer than budget rows left: all of them
-        return conn.execute(delete(table).where(older)).rowcount, True
-    deleted = conn.execute(
-        delete(table).where(and_(table.c.node_id == node_id, when <= boundary))
-    ).rowcount
-    return deleted, False
+        rows = conn.execute(select(func.count()).select_from(table).where(older)).scalar_one()
+        return None, int(rows), True
+    return boundary, budget, False
 
 
 def prune_some(engine: Engine, table: Table, cutoff: float, nodes: list[str], chunk: int) -> int:
-    """One transaction: prune ``nodes`` in order (removing those done) until ~``chunk`` rows went."""
-    deleted = 0
-    with writer(engine).begin() as conn:
-        while nodes and deleted < chunk:
-            count, done = _prune_node(conn, table, nodes[0], cutoff, chunk - deleted)
-            deleted += count
+    """Prune ``nodes`` in order (removing those done) until about ``chunk`` rows went.
+
+    What to delete is found in a read transaction (most nodes, most minutes,
+    have nothing to prune, and looking costs no lock); the write transaction
+    only deletes, so it stays short however many nodes there are.
+    """
+    planned: list[tuple[str, Any]] = []
+    budget = chunk
+    with engine.connect() as conn, conn.begin():
+        while nodes and budget > 0:
+            boundary, rows, done = _plan_node(conn, table, nodes[0], cutoff, budget)
+            if rows:
+                planned.append((nodes[0], boundary))
+                budget -= rows
             if done:
                 nodes.pop(0)
+    if not planned:
+        return 0
+    when = time_column(table)
+    deleted = 0
+    with writer(engine).begin() as conn:
+        for node_id, boundary in planned:
+            up_to = when < cutoff if boundary is None else when <= boundary
+            deleted += conn.execute(
+                delete(table).where(and_(table.c.node_id == node_id, up_to))
+            ).rowcount
     return deleted
 
 
@@ -84,7 +107,7 @@ async def prune(engine: Engine, settings: MetricsSettings, now: float | None = N
                 prune_some, engine, table, now - keep, pending, settings.metrics_chunk
             )
             result.transactions += 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(WRITER_PAUSE)
         result.deleted[table.name] = total
     longest = max(keep for _, keep in tiers(settings))
     result.deleted[latest.name] = await asyncio.to_thread(_prune_latest, engine, now - longest)

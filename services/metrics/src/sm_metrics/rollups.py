@@ -21,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, delete, select
 
 from sm_metrics.aggregation import aggregate
+from sm_metrics.retention import WRITER_PAUSE
 from sm_metrics.schema import METRICS, rollup_1h, rollup_1m, samples, touched
 from sm_metrics.upserts import upsert
 from sm_shared.database import writer
@@ -117,3 +118,4 @@ async def rollup(engine: Engine, chunk: int) -> RollupResult:
         minutes, hours, chunks = minutes + m, hours + h, chunks + 1
         if handled < chunk:
             return RollupResult(minutes, hours, chunks)
+        await asyncio.sleep(WRITER_PAUSE)
