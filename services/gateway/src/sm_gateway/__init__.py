@@ -2,7 +2,9 @@
 live events (``/events/ws``).
 
 ``server.serve(settings)`` runs it; ``protocol`` holds the agent protocol
-(compiled from ``openapi/agent-protocol.json``) and its close codes;
+and its close codes, ``agent_messages`` its messages as msgspec Structs
+mirroring ``openapi/agent-protocol.json`` (``schema_validators`` checks the
+event stream's messages against its schema);
 ``authenticator`` and ``service_token`` ask the registry who a credential
 belongs to; ``presence`` keeps online state in Redis; ``session`` is one
 agent's connection; ``batcher`` writes heartbeats to the ``metrics`` stream

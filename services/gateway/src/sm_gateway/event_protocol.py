@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import orjson
 
-from sm_gateway.protocol import compile_validators, decode_message
+from sm_gateway.schema_validators import compile_validators, decode_message
 from sm_shared.contracts import spec_path
 from sm_shared.scopes import METRICS_READ, NODES_READ
 from sm_shared.streams import EVENTS_CHANNEL, live_metrics_channel

@@ -1,32 +1,38 @@
 """The agent protocol as the gateway applies it (contract: ``openapi/agent-protocol.json``).
 
-Every incoming message is decoded with orjson and checked by a validator
-compiled once per message type with fastjsonschema; a violation becomes a
-:class:`ProtocolError` carrying the close code the contract assigns.
+Every incoming message is decoded and validated in one pass by a msgspec
+decoder of the Structs in ``agent_messages`` (which mirror the schema); a
+violation becomes a :class:`ProtocolError` carrying the close code the
+contract assigns. The gateway's own messages are checked the same way before
+they are sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final
 
-import fastjsonschema
+import msgspec
 import orjson
 
+from sm_gateway.agent_messages import (
+    AGENT_MESSAGES,
+    GATEWAY_MESSAGES,
+    AgentMessage,
+    GatewayMessage,
+    Hello,
+)
 from sm_shared.contracts import spec_path
 
 SCHEMA_NAME: Final = "agent-protocol.json"
 # Versions this gateway speaks, oldest first.
 SUPPORTED_VERSIONS: Final[tuple[int, ...]] = (1,)
-AGENT_MESSAGE_TYPES: Final = ("hello", "heartbeat", "facts")
-GATEWAY_MESSAGE_TYPES: Final = ("welcome", "ack")
+AGENT_MESSAGE_TYPES: Final = tuple(AGENT_MESSAGES)
+GATEWAY_MESSAGE_TYPES: Final = tuple(GATEWAY_MESSAGES)
 # The range the contract allows for a welcome's backlog_rate (heartbeats per second).
 BACKLOG_RATE_RANGE: Final = (0.1, 1000.0)
 MAX_REASON_BYTES: Final = 123  # RFC 6455: a close reason fits in a control frame
-
-Validator = Callable[[Any], Any]
 
 
 class CloseCode(IntEnum):
@@ -64,68 +70,47 @@ def load_schema(path: Path | None = None) -> dict[str, Any]:
     return schema
 
 
-def compile_validators(schema: dict[str, Any], names: Iterable[str]) -> dict[str, Validator]:
-    """One compiled validator per definition of ``schema`` named in ``names``."""
-    definitions = schema["definitions"]
-    # The definition itself at the top, not a $ref to it: fastjsonschema names a
-    # referenced definition's function case-insensitively, so the message
-    # ``facts`` would be validated as the object ``Facts``.
-    return {
-        name: fastjsonschema.compile({"definitions": definitions, **definitions[name]})
-        for name in names
-    }
-
-
-def decode_message(raw: str | bytes, validators: Mapping[str, Validator]) -> dict[str, Any]:
-    """A text frame holding a JSON object whose ``type`` has a validator, validated;
-    ProtocolError (1003 binary, 1007 not a JSON object, 1008 schema) otherwise."""
-    if isinstance(raw, bytes):
-        raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
-    try:
-        message = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
-    if not isinstance(message, dict):
-        raise ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
-    kind = message.get("type")
-    validator = validators.get(kind) if isinstance(kind, str) else None
-    if validator is None or not isinstance(kind, str):
-        raise ProtocolError(CloseCode.POLICY_VIOLATION, f"unknown message type {str(kind)[:40]!r}")
-    check(validator, kind, message)
-    return message
-
-
-def check(validator: Validator, kind: str, message: dict[str, Any]) -> None:
-    try:
-        validator(message)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc.message}") from exc
-
-
 class Protocol:
     """Decoding and validation of agent messages; encoding of gateway messages."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.close_codes: dict[int, str] = {int(k): v for k, v in schema["x-close-codes"].items()}
-        self._validators = compile_validators(
-            schema, (*AGENT_MESSAGE_TYPES, *GATEWAY_MESSAGE_TYPES)
-        )
-        self._incoming = {kind: self._validators[kind] for kind in AGENT_MESSAGE_TYPES}
+        self._decoder = msgspec.json.Decoder(AgentMessage)
+        # A union even where one type is meant: decoding a tagged Struct alone
+        # does not require its tag (``type``).
+        self._outgoing = msgspec.json.Decoder(GatewayMessage)
 
     @classmethod
     def load(cls) -> Protocol:
         return cls(load_schema())
 
-    def decode(self, raw: str | bytes) -> dict[str, Any]:
-        """An agent message, validated; ProtocolError otherwise."""
-        return decode_message(raw, self._incoming)
+    def decode(self, raw: str | bytes) -> AgentMessage:
+        """An agent message, validated; ProtocolError (1003 binary, 1007 not a JSON
+        object, 1008 schema: unknown type, wrong version, any violation) otherwise."""
+        if isinstance(raw, bytes):
+            raise ProtocolError(CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+        try:
+            message: AgentMessage = self._decoder.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise violation(raw, exc) from exc
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}") from exc
+        return message
 
-    def validate(self, kind: str, message: dict[str, Any]) -> None:
-        check(self._validators[kind], kind, message)
+    def validate(self, kind: str, message: dict[str, Any]) -> bytes:
+        """``message`` (a gateway message) as JSON, checked like the agent's; ProtocolError otherwise."""
+        encoded = orjson.dumps(message)
+        try:
+            decoded = self._outgoing.decode(encoded)
+        except msgspec.ValidationError as exc:
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: {exc}") from exc
+        if not isinstance(decoded, GATEWAY_MESSAGES[kind]):
+            raise ProtocolError(CloseCode.POLICY_VIOLATION, f"{kind}: not a {kind} message")
+        return encoded
 
-    def negotiate(self, hello: dict[str, Any]) -> int:
+    def negotiate(self, hello: Hello) -> int:
         """The highest version both sides speak; ProtocolError(4001) when none."""
-        shared: set[int] = set(SUPPORTED_VERSIONS).intersection(hello["versions"])
+        shared: set[int] = set(SUPPORTED_VERSIONS).intersection(hello.versions)
         if not shared:
             spoken = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
             raise ProtocolError(
@@ -145,13 +130,23 @@ class Protocol:
             "backlog_rate": backlog_rate,
         }
         # What the gateway sends obeys the contract as strictly as what it receives.
-        self.validate("welcome", message)
-        return orjson.dumps(message).decode()
+        return self.validate("welcome", message).decode()
 
     def ack(self, version: int, upto: int) -> str:
-        message = {"v": version, "type": "ack", "upto": upto}
-        self.validate("ack", message)
-        return orjson.dumps(message).decode()
+        return self.validate("ack", {"v": version, "type": "ack", "upto": upto}).decode()
+
+
+def violation(raw: str, error: msgspec.ValidationError) -> ProtocolError:
+    """1008 for a JSON object that breaks the schema, 1007 when the frame is not
+    a JSON object at all (msgspec stops at the first violation, so the rest of
+    the frame is read again here, off the hot path)."""
+    try:
+        document = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        return ProtocolError(CloseCode.INVALID_DATA, f"not JSON: {exc}")
+    if not isinstance(document, dict):
+        return ProtocolError(CloseCode.INVALID_DATA, "a message must be a JSON object")
+    return ProtocolError(CloseCode.POLICY_VIOLATION, str(error))
 
 
 def backlog_rate(budget: float, connections: int) -> float:

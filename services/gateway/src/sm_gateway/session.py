@@ -17,11 +17,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from sm_gateway.agent_messages import FactsChanged, Heartbeat, Hello
 from sm_gateway.authenticator import NodeIdentity
 from sm_gateway.batcher import HeartbeatBatcher, Received
 from sm_gateway.facts_reporter import FactsReporter
@@ -89,7 +90,7 @@ class AgentSession:
                 self.version, self.node_id, parts.heartbeat_interval, parts.backlog_rate()
             )
             await self.ws.send(welcome)
-            parts.facts.report(self.node_id, hello["facts"])
+            parts.facts.report(self.node_id, msgspec.to_builtins(hello.facts))
             log.info("node %s connected (protocol %d)", self.node_id, self.version)
             await self._serve()
         except ProtocolError as exc:
@@ -111,25 +112,25 @@ class AgentSession:
         counted = {kind: parts.instruments.messages.labels(kind) for kind in ("heartbeat", "facts")}
         async for raw in self.ws:
             message = decode(raw)
-            kind = message["type"]
-            if kind == "heartbeat":
-                counted[kind].inc()
+            if isinstance(message, Heartbeat):
+                counted["heartbeat"].inc()
                 self._received += 1
-                sent_at = message["sent_at"]
+                sent_at = message.sent_at
                 live = sent_at >= self._newest_sent_at
                 if live:
                     self._newest_sent_at = sent_at
+                # The frame's bytes as received (and validated) go to the metrics stream.
                 frame = raw.encode() if isinstance(raw, str) else raw
                 await parts.batcher.submit(
                     Received(self, frame, round(time.time(), 3), self._received, live)
                 )
-            elif kind == "facts":
-                counted[kind].inc()
-                parts.facts.report(self.node_id, message["facts"])
+            elif isinstance(message, FactsChanged):
+                counted["facts"].inc()
+                parts.facts.report(self.node_id, msgspec.to_builtins(message.facts))
             else:
                 raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello after hello")
 
-    async def _hello(self) -> dict[str, Any]:
+    async def _hello(self) -> Hello:
         try:
             raw = await asyncio.wait_for(self.ws.recv(), self._parts.hello_timeout)
         except TimeoutError:
@@ -137,7 +138,7 @@ class AgentSession:
                 CloseCode.POLICY_VIOLATION, f"no hello within {self._parts.hello_timeout:g} s"
             ) from None
         message = self._parts.protocol.decode(raw)
-        if message["type"] != "hello":
+        if not isinstance(message, Hello):
             raise ProtocolError(CloseCode.POLICY_VIOLATION, "the first message must be hello")
         self._parts.instruments.messages.labels("hello").inc()
         return message
