@@ -8,6 +8,7 @@ built from minutes equals the hour computed from raw samples).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -16,8 +17,10 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
+    Select,
     Table,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -76,6 +79,35 @@ def aggregate_columns(table: Table, metrics: Sequence[str]) -> list[ColumnElemen
     return columns
 
 
+def _in_range(table: Table) -> ColumnElement[bool]:
+    when = time_column(table)
+    return and_(
+        table.c.node_id == bindparam("node_id"),
+        when >= bindparam("start"),
+        when < bindparam("end"),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _stored_query(table: Table, metrics: tuple[str, ...]) -> Select[Any]:
+    stored: list[ColumnElement[Any]] = [table.c.bucket.label("bucket"), table.c["count"]]
+    stored += [table.c[f"{metric}_{name}"] for metric in metrics for name in AGGREGATES]
+    return select(*stored).where(_in_range(table)).order_by(time_column(table))
+
+
+@functools.lru_cache(maxsize=256)
+def _grouped_query(
+    table: Table, metrics: tuple[str, ...], width: int, origin: int, dialect: str
+) -> Select[Any]:
+    bucket = bucket_start(time_column(table), width, origin, dialect).label("bucket")
+    return (
+        select(bucket, *aggregate_columns(table, metrics))
+        .where(_in_range(table))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+
+
 def aggregate(
     conn: Connection,
     table: Table,
@@ -92,17 +124,12 @@ def aggregate(
     When ``width`` is a rollup tier's own resolution its rows already are the
     buckets: they are read as stored, without regrouping (a GROUP BY over 57
     aggregates costs about 2.5 times the plain read; bench/RESULTS.md).
+    Statements are built once per shape and reused with bound node and range:
+    building 57 aggregate expressions took most of a rollup's time.
     """
-    when = time_column(table)
     if RESOLUTION.get(table.name) == width and origin % width == 0:
-        stored = [table.c.bucket.label("bucket"), table.c["count"]]
-        stored += [table.c[f"{metric}_{name}"] for metric in metrics for name in AGGREGATES]
-        plain = (
-            select(*stored)
-            .where(and_(table.c.node_id == node_id, when >= start, when < end))
-            .order_by(when)
-        )
-        return conn.execute(plain).all()
+        query = _stored_query(table, tuple(metrics))
+        return conn.execute(query, {"node_id": node_id, "start": start, "end": end}).all()
     return grouped(
         conn, table, node_id, start=start, end=end, width=width, origin=origin, metrics=metrics
     )
@@ -120,12 +147,5 @@ def grouped(
     metrics: Sequence[str],
 ) -> Sequence[Row[Any]]:
     """:func:`aggregate` by regrouping ``table``'s rows into buckets, whatever the width."""
-    when = time_column(table)
-    bucket = bucket_start(when, width, origin, conn.dialect.name).label("bucket")
-    query = (
-        select(bucket, *aggregate_columns(table, metrics))
-        .where(and_(table.c.node_id == node_id, when >= start, when < end))
-        .group_by(bucket)
-        .order_by(bucket)
-    )
-    return conn.execute(query).all()
+    query = _grouped_query(table, tuple(metrics), int(width), int(origin), conn.dialect.name)
+    return conn.execute(query, {"node_id": node_id, "start": start, "end": end}).all()
