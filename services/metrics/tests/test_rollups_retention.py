@@ -165,7 +165,7 @@ def test_a_rollup_read_at_its_own_resolution_equals_the_regrouped_one(
     window = {"start": now - 6 * 3600, "end": now, "width": width, "origin": int(now - 6 * 3600)}
     with engine.connect() as conn:
         fast = aggregation.aggregate(conn, table, node, metrics=METRICS, **window)
-        slow = aggregation.grouped(conn, table, node, metrics=METRICS, **window)
+        slow = aggregation.aggregate(conn, table, node, metrics=METRICS, regroup=True, **window)
     assert len(fast) == len(slow) == 6 * 3600 // width
     for quick, regrouped in zip(fast, slow, strict=True):
         assert len(quick) == len(regrouped) == 2 + 3 * len(METRICS)

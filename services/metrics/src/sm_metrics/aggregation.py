@@ -118,34 +118,19 @@ def aggregate(
     width: int,
     origin: int,
     metrics: Sequence[str],
+    regroup: bool = False,
 ) -> Sequence[Row[Any]]:
     """One node's buckets of ``width`` seconds (aligned to ``origin``) over [start, end).
 
     When ``width`` is a rollup tier's own resolution its rows already are the
     buckets: they are read as stored, without regrouping (a GROUP BY over 57
-    aggregates costs about 2.5 times the plain read; bench/RESULTS.md).
+    aggregates costs about 2.5 times the plain read; bench/RESULTS.md) unless
+    ``regroup`` asks for the GROUP BY anyway (the tests compare both).
     Statements are built once per shape and reused with bound node and range:
     building 57 aggregate expressions took most of a rollup's time.
     """
-    if RESOLUTION.get(table.name) == width and origin % width == 0:
+    if not regroup and RESOLUTION.get(table.name) == width and origin % width == 0:
         query = _stored_query(table, tuple(metrics))
-        return conn.execute(query, {"node_id": node_id, "start": start, "end": end}).all()
-    return grouped(
-        conn, table, node_id, start=start, end=end, width=width, origin=origin, metrics=metrics
-    )
-
-
-def grouped(
-    conn: Connection,
-    table: Table,
-    node_id: str,
-    *,
-    start: float,
-    end: float,
-    width: int,
-    origin: int,
-    metrics: Sequence[str],
-) -> Sequence[Row[Any]]:
-    """:func:`aggregate` by regrouping ``table``'s rows into buckets, whatever the width."""
-    query = _grouped_query(table, tuple(metrics), int(width), int(origin), conn.dialect.name)
+    else:
+        query = _grouped_query(table, tuple(metrics), int(width), int(origin), conn.dialect.name)
     return conn.execute(query, {"node_id": node_id, "start": start, "end": end}).all()
