@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 
 from sm_metrics import aggregation, retention, rollups, synthetic
-from sm_metrics.schema import METRICS, latest, rollup_1h, rollup_1m, samples, touched
+from sm_metrics.schema import METRICS, RESOLUTION, latest, rollup_1h, rollup_1m, samples, touched
 from sm_metrics.settings import MetricsSettings
 
 NODE_A = "0b6f4a8e-3c1d-4a57-9d3e-2f1a7c9b5e10"
@@ -159,7 +159,7 @@ def test_a_rollup_read_at_its_own_resolution_equals_the_regrouped_one(
 ) -> None:
     """The fast path (stored rows as buckets) answers exactly what the GROUP BY does."""
     now = float(int(time.time()) // 3600 * 3600)
-    assert aggregation.RESOLUTION[table.name] == width  # the fast path applies
+    assert RESOLUTION[table.name] == width  # the fast path applies
     synthetic.fill(engine, nodes=2, days=1, now=now, settings=settings)
     node = synthetic.node_ids(2)[1]
     window = {"start": now - 6 * 3600, "end": now, "width": width, "origin": int(now - 6 * 3600)}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -28,10 +28,7 @@ from sqlalchemy import (
     select,
 )
 
-from sm_metrics.schema import AGGREGATES, rollup_1h, rollup_1m, samples
-
-# The width of a rollup tier's buckets (they are stored aligned to it).
-RESOLUTION: Final = {rollup_1m.name: 60, rollup_1h.name: 3600}
+from sm_metrics.schema import AGGREGATES, RESOLUTION, samples
 
 
 def time_column(table: Table) -> ColumnElement[Any]:

@@ -16,16 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Engine, Table
 
 from sm_metrics.aggregation import aggregate
-from sm_metrics.schema import AGGREGATES, METRICS, rollup_1h, rollup_1m, samples
+from sm_metrics.schema import AGGREGATES, HOUR, METRICS, MINUTE, rollup_1h, rollup_1m, samples
 from sm_metrics.settings import MetricsSettings
-
-MINUTE: Final = 60
-HOUR: Final = 3600
 
 
 class EmptyRange(ValueError):

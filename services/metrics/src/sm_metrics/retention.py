@@ -12,18 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, and_, delete, func, select
 
 from sm_metrics.aggregation import time_column
 from sm_metrics.schema import latest, rollup_1h, rollup_1m, samples
 from sm_metrics.settings import MetricsSettings
-from sm_shared.database import writer
-
-# Between two write transactions: long enough for another process waiting on the
-# lock (SQLite's busy handler polls every few milliseconds) to take it.
-WRITER_PAUSE: Final = 0.02
+from sm_shared.database import WRITER_PAUSE, writer
 
 
 @dataclass

@@ -16,18 +16,14 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, and_, bindparam, delete, select
 
 from sm_metrics.aggregation import aggregate
-from sm_metrics.retention import WRITER_PAUSE
-from sm_metrics.schema import METRICS, rollup_1h, rollup_1m, samples, touched
+from sm_metrics.schema import HOUR, METRICS, MINUTE, rollup_1h, rollup_1m, samples, touched
 from sm_metrics.upserts import upsert
-from sm_shared.database import writer
-
-MINUTE: Final = 60
-HOUR: Final = 3600
+from sm_shared.database import WRITER_PAUSE, writer
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,8 @@ from typing import Any, Final
 
 import orjson
 
-from sm_metrics.schema import BOOT_ID_LENGTH, NODE_ID_LENGTH
+from sm_metrics.schema import BOOT_ID_LENGTH, MINUTE, NODE_ID_LENGTH
 
-MINUTE: Final = 60
 # The JSON integer range the protocol allows for counters.
 MAX_INT: Final = 9_223_372_036_854_775_807
 

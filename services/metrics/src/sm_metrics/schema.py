@@ -112,6 +112,11 @@ def _rollup(name: str) -> Table:
 rollup_1m = _rollup("rollup_1m")
 rollup_1h = _rollup("rollup_1h")
 
+# The rollup tiers' bucket widths (seconds); their rows are stored aligned to them.
+MINUTE: Final = 60
+HOUR: Final = 3600
+RESOLUTION: Final = {rollup_1m.name: MINUTE, rollup_1h.name: HOUR}
+
 latest = Table(
     "latest",
     metadata,

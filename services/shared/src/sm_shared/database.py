@@ -9,7 +9,7 @@ for writers (WAL). Any other URL (PostgreSQL) is used as is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event, text
 
@@ -31,6 +31,11 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(conn: Any) -> None:
     immediate = conn.get_execution_options().get(IMMEDIATE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+# Between two write transactions of a long job: long enough for another process
+# waiting on the lock (SQLite's busy handler polls every few milliseconds) to take it.
+WRITER_PAUSE: Final = 0.02
 
 
 def writer(engine: Engine) -> Engine:
