@@ -1060,12 +1060,18 @@ def test_dockerignore_keeps_sources_out_secrets_and_environments_out() -> None:
         assert dockerignored(unwanted), unwanted
 
 
+def uv_binary() -> str:
+    """The uv running this session: ``uv run`` names itself in ``UV``; else PATH."""
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is neither in $UV nor on PATH (./sm test installs it)")
+    return uv
+
+
 @pytest.mark.slow
 def test_dockerfile_environments_build_from_the_context(tmp_path: Path) -> None:
     """The builder's ``uv sync`` runs, on a copy of the context as .dockerignore leaves it."""
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is not on PATH (./sm test installs it)")
+    uv = uv_binary()
     _, stages = dockerfile_stages()
     context = tmp_path / "src"
     for source, _ in copy_sources(stages["builder"]):
@@ -1119,9 +1125,7 @@ def test_every_openapi_document_travels_in_a_wheel() -> None:
 
 @pytest.mark.parametrize("service", sorted(SERVICE_DOCUMENTS))
 def test_service_wheel_carries_its_openapi_documents(tmp_path: Path, service: str) -> None:
-    uv = shutil.which("uv")
-    if uv is None:
-        pytest.fail("uv is not on PATH (./sm test installs it)")
+    uv = uv_binary()
     result = subprocess.run(
         [
             uv,
