@@ -7,8 +7,16 @@ from typing import Final
 # JSON bytes) and ``r`` (receive time at the gateway, Unix seconds as text).
 METRICS_STREAM: Final = "metrics"
 METRICS_GROUP: Final = "metrics"
+# Gateways → commands: execution reports of agents and node connections. Fields:
+# ``n`` (node id), ``t`` (``report``: ``m`` is an agent's started/output/finished/
+# refused message exactly as the gateway validated it, JSON bytes; ``online``: the
+# node just connected to this gateway, so its pending executions can go now) and
+# ``r`` (receive time at the gateway, Unix seconds as text).
 RESULTS_STREAM: Final = "results"
+RESULTS_GROUP: Final = "commands"
+# Every service → commands (the single writer of the hash chain); fields: sm_shared.audit.
 AUDIT_STREAM: Final = "audit"
+AUDIT_GROUP: Final = "audit-chain"
 EVENTS_CHANNEL: Final = "events"
 # Registry → gateways: a node deleted or replaced; its connection must close (fields
 # ``node_id``, ``reason`` = deleted|replaced, ``at``).
@@ -27,8 +35,20 @@ def live_metrics_channel(node_id: str) -> str:
 
 
 def gateway_inbox(gateway_id: str) -> str:
-    """The stream of deliveries to the agents that gateway ``gateway_id`` holds."""
+    """The stream of deliveries to the agents that gateway ``gateway_id`` holds.
+
+    Fields: ``kind`` (``revoke``; ``execute`` and ``cancel``: ``frame`` is the
+    agent-protocol message to send as it is, JSON bytes), ``node_id``.
+    A delivery for a node the gateway no longer holds is dropped: the commands
+    service's reconciliation sends it again where the node is now.
+    """
     return f"gateway:{gateway_id}:inbox"
+
+
+def command_channel(command_id: str) -> str:
+    """Pub/sub channel of one command's progress (the commands service publishes
+    ``execution`` and ``output`` events; events-protocol.json, topic ``command:<id>``)."""
+    return f"command:{command_id}"
 
 
 def route_key(node_id: str) -> str:
