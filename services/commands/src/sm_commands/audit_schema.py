@@ -1,0 +1,71 @@
+"""The audit log's tables (SQLAlchemy Core, on a MetaData of their own).
+
+* ``audit_log``: one row per record of the hash chain (``sm_commands.audit_chain``
+  says what each column holds and how ``hash`` is computed). ``seq`` counts from
+  1 without gaps; ``stream_id`` (the ``audit`` stream entry the record came
+  from) is unique, which makes appending idempotent.
+* ``audit_head``: one row (``id`` = 1) naming the last record's ``seq`` and
+  ``hash``, written in the same transaction as the records. Appending reads the
+  chain's end from it; verification checks the chain ends where it says (a
+  truncated log is reported, not taken for a shorter valid one).
+
+``create_tables(engine)`` creates both when missing; the commands service
+calls it at start (the writer and the API call it too, it is idempotent).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Final
+
+from sqlalchemy import Column, Engine, Index, Integer, MetaData, String, Table, Text
+
+GENESIS_HASH: Final = "0" * 64
+
+metadata = MetaData()
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    # UTC, always microseconds: "2026-11-28T16:01:16.123456Z" (sorts as text).
+    Column("at", String(27), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("service", String(64), nullable=False),
+    # The detail object's canonical JSON text (orjson, keys sorted).
+    Column("detail", Text, nullable=False),
+    Column("stream_id", String(64), nullable=False, unique=True),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_actor", "actor", "seq"),
+    Index("ix_audit_log_action", "action", "seq"),
+    Index("ix_audit_log_target", "target", "seq"),
+    Index("ix_audit_log_at", "at"),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# The pools (one per database) whose tables exist; weak, so a disposed engine's slot is freed.
+_created: weakref.WeakSet[object] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the audit tables that do not exist yet (once per engine and process)."""
+    key = engine.pool
+    if key in _created:
+        return
+    with _lock:
+        if key in _created:
+            return
+        metadata.create_all(engine)
+        _created.add(key)
