@@ -1,32 +1,35 @@
 """The hash-chained audit log: appending records and verifying the chain.
 
-A record holds::
+A record (exactly the API's ``AuditRecord``) holds::
 
     seq        1, 2, 3, … without gaps (the chain's order)
-    at         when the event happened, UTC text with microseconds,
-               "2026-11-28T16:01:16.123456Z" (from the event's Unix time)
+    at         when the event happened, Unix seconds (a JSON number)
     actor      who: a user name, a client id (``sub`` of the token)
     action     what, e.g. ``command.create``, ``node.update``
     target     to what, e.g. ``command:<id>``, ``node:<id>``
     service    the service that emitted the event
     detail     a JSON object (stored as its canonical text, see below)
-    stream_id  the ``audit`` stream entry the record came from (unique)
     prev_hash  the previous record's ``hash``; 64 zeros for seq 1
     hash       see below
 
-Canonical encoding (what an outside verifier reproduces): the record WITHOUT
-``hash`` as one JSON object with exactly the nine members above (``detail``
-as the nested object, not as text), keys sorted at every level, no
-whitespace, UTF-8 without escaping non-ASCII (``orjson.dumps(record,
-option=orjson.OPT_SORT_KEYS)``; Python's ``json.dumps(record, sort_keys=True,
-separators=(",", ":"), ensure_ascii=False).encode()`` gives the same bytes
-except for floats inside ``detail`` beyond 1e16 or below 1e-4, which orjson
-writes without a ``+`` in the exponent). ``hash`` is the lower-case hex
-SHA-256 of those bytes. Example::
+The table also keeps each record's ``stream_id`` (the ``audit`` stream entry
+it came from, unique: appending is idempotent); it is bookkeeping, not part
+of the record or of its hash, so the API's records are all a verifier needs.
 
-    {"action":"node.update","actor":"admin","at":"2026-11-28T16:01:16.123456Z",
+Canonical encoding (what an outside verifier reproduces): the record WITHOUT
+``hash`` as one JSON object with exactly the eight members seq, at, actor,
+action, target, service, detail (the nested object, not text), prev_hash;
+keys sorted at every level, no whitespace, UTF-8 with non-ASCII unescaped:
+``orjson.dumps(record, option=orjson.OPT_SORT_KEYS)``. ``hash`` is the
+lower-case hex SHA-256 of those bytes. Python's ``json.dumps(record,
+sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()`` gives
+the same bytes, floats included (both write the shortest text that reads
+back as the same double), except for floats of 1e16 and more or below 1e-4
+(Python writes ``1e+16``, orjson ``1e16``): ``at`` never is one. Example::
+
+    {"action":"node.update","actor":"admin","at":1764345676.123456,
      "detail":{"labels":{"role":"db"}},"prev_hash":"000…000","seq":1,
-     "service":"registry","stream_id":"1764345676123-0","target":"node:…"}
+     "service":"registry","target":"node:…"}
 
 Appending (``append``) writes a batch in ONE write transaction: it reads the
 chain's end, skips entries whose stream id is already recorded (the writer
@@ -44,7 +47,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -55,13 +57,9 @@ from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 
 HEAD_ID: Final = 1
+# The members a record's hash covers (the API's AuditRecord without ``hash``).
+RECORD_FIELDS: Final = ("seq", "at", "actor", "action", "target", "service", "detail", "prev_hash")
 VERIFY_CHUNK: Final = 2000
-AT_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def format_at(timestamp: float) -> str:
-    """The record's ``at`` text for a Unix time (UTC, always six fraction digits)."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime(AT_FORMAT)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -73,9 +71,9 @@ def record_hash(record: Mapping[str, Any]) -> str:
     """The hex SHA-256 of the record's canonical JSON (``hash`` itself left out).
 
     ``record`` holds seq, at, actor, action, target, service, detail (the
-    object), stream_id and prev_hash.
+    object) and prev_hash; other members (``hash``, ``stream_id``) are left out.
     """
-    content = {name: value for name, value in record.items() if name != "hash"}
+    content = {name: record[name] for name in RECORD_FIELDS}
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
@@ -133,17 +131,18 @@ def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
             detail_text = canonical_json(event.detail)
             record: dict[str, Any] = {
                 "seq": seq,
-                "at": format_at(event.at),
+                "at": float(event.at),
                 "actor": event.actor,
                 "action": event.action,
                 "target": event.target,
                 "service": event.service,
                 "detail": orjson.loads(detail_text),
-                "stream_id": stream_id,
                 "prev_hash": previous,
             }
             previous = record_hash(record)
-            rows.append({**record, "detail": detail_text.decode(), "hash": previous})
+            rows.append(
+                {**record, "detail": detail_text.decode(), "stream_id": stream_id, "hash": previous}
+            )
         if not rows:
             return 0
         conn.execute(insert(audit_log), rows)
@@ -156,7 +155,7 @@ def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
 
 
 def stored_record(row: Row[Any], *, tolerant: bool = False) -> dict[str, Any]:
-    """A table row as the record it holds (``detail`` parsed), ``hash`` included.
+    """A table row as the record it holds (``detail`` parsed, ``hash`` included; the API's form).
 
     A ``detail`` that is not JSON (an edited row) raises, unless ``tolerant``:
     then it is shown as ``{"unreadable": <the stored text>}``.
@@ -169,13 +168,12 @@ def stored_record(row: Row[Any], *, tolerant: bool = False) -> dict[str, Any]:
         detail = {"unreadable": row.detail}
     return {
         "seq": int(row.seq),
-        "at": row.at,
+        "at": float(row.at),
         "actor": row.actor,
         "action": row.action,
         "target": row.target,
         "service": row.service,
         "detail": detail,
-        "stream_id": row.stream_id,
         "prev_hash": row.prev_hash,
         "hash": row.hash,
     }
@@ -189,11 +187,12 @@ class BadRecord:
 
 @dataclass(frozen=True)
 class Verification:
-    """``ok``; ``records`` checked; ``head`` = the last good record's hash; the first bad one."""
+    """``ok``; ``records`` checked (good); ``head`` = the last good record's hash (None when
+    there is none); the first bad record."""
 
     ok: bool
     records: int
-    head: str
+    head: str | None
     first_bad: BadRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -244,6 +243,13 @@ def _check(row: Row[Any], expected_seq: int, previous: str) -> BadRecord | None:
 
 def verify(engine: Engine, *, chunk: int = VERIFY_CHUNK) -> Verification:
     """Check the chain from seq 1 to the head (as read when verification starts)."""
+    found = _verify(engine, chunk)
+    if found.records == 0:
+        return Verification(found.ok, 0, None, found.first_bad)
+    return found
+
+
+def _verify(engine: Engine, chunk: int) -> Verification:
     create_tables(engine)
     with engine.connect() as conn:
         stored = _stored_head(conn)
@@ -270,13 +276,13 @@ def verify(engine: Engine, *, chunk: int = VERIFY_CHUNK) -> Verification:
 
 @dataclass(frozen=True)
 class Filters:
-    """What ``records`` selects: exact actor, action and target; ``at`` within [since, until]."""
+    """What ``records`` selects: exact actor, action and target; since ≤ ``at`` < until."""
 
     actor: str | None = None
     action: str | None = None
     target: str | None = None
-    since: str | None = None  # ``at`` text (format_at)
-    until: str | None = None
+    since: float | None = None
+    until: float | None = None
 
 
 def records(
@@ -298,7 +304,7 @@ def records(
     if filters.since is not None:
         query = query.where(audit_log.c.at >= filters.since)
     if filters.until is not None:
-        query = query.where(audit_log.c.at <= filters.until)
+        query = query.where(audit_log.c.at < filters.until)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     page = [stored_record(row, tolerant=True) for row in rows[:limit]]

@@ -19,7 +19,7 @@ import threading
 import weakref
 from typing import Final
 
-from sqlalchemy import Column, Engine, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
 
 GENESIS_HASH: Final = "0" * 64
 
@@ -29,8 +29,8 @@ audit_log = Table(
     "audit_log",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
-    # UTC, always microseconds: "2026-11-28T16:01:16.123456Z" (sorts as text).
-    Column("at", String(27), nullable=False),
+    # Unix seconds (a double: the event's time exactly as emitted).
+    Column("at", Float, nullable=False),
     Column("actor", String(255), nullable=False),
     Column("action", String(128), nullable=False),
     Column("target", String(512), nullable=False),
