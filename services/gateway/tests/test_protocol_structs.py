@@ -10,14 +10,20 @@ broken by one step (1 for integers, the next float for numbers) on either
 side, every string length bound hit and broken (counted in code points, with
 2-byte and 4-byte UTF-8 characters), every array length bound hit and
 broken, duplicates in arrays (uniqueItems), an unknown field added to every
-object, every const and enum broken. For each variant the gateway's verdict
-(accepted, or closed with 1008) must equal jsonschema's.
+object, every const and enum broken, every ``pattern`` matched by its
+shortest string and with each repetition at its bounds and one step beyond
+them, and broken by characters before, after and inside the value. For each
+variant the gateway's verdict (accepted, or closed with 1008) must equal
+jsonschema's.
 
-The one deviation, strictly safer: draft 7 counts a number with a zero
+The deviations, strictly safer: draft 7 counts a number with a zero
 fraction (``1.0``) as an ``integer`` and as equal to ``const 1``; the Structs
-refuse it (agents write integers as integers; the metrics service reads the
-forwarded bytes). Those variants are generated too and must be accepted by
-jsonschema and refused (1008) by the gateway.
+refuse it (agents write integers as integers; the metrics and commands
+services read the forwarded bytes). And jsonschema matches a ``pattern``
+with Python's ``re``, whose ``$`` also matches before a final newline, where
+the schema's ECMA 262 ``$`` does not; the Structs follow ECMA 262. Those
+variants are generated too and must be accepted by jsonschema and refused
+(1008) by the gateway.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re._constants as sre_constants
+import re._parser as sre_parser
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +41,7 @@ import jsonschema
 import msgspec
 import pytest
 
-from sm_gateway.agent_messages import AGENT_MESSAGES, GATEWAY_MESSAGES, Message
+from sm_gateway.agent_messages import AGENT_MESSAGES, GATEWAY_MESSAGES, Message, pattern
 from sm_gateway.protocol import CloseCode, Protocol, ProtocolError, load_schema
 
 SCHEMA = load_schema()
@@ -47,8 +55,9 @@ UNKNOWN_FIELD = "unknown_field"
 class Variant:
     description: str
     message: Any
-    # An integral float where the schema says integer: if the schema accepts
-    # it, the Structs must refuse it (the documented deviation).
+    # An integral float where the schema says integer, or a newline after a
+    # pattern's match: if jsonschema accepts it, the Structs must refuse it
+    # (the documented deviations).
     safer: bool = False
 
 
@@ -76,12 +85,70 @@ def synthesize(node: dict[str, Any]) -> Any:
     if "array" in kinds:
         return [item_at(node, i) for i in range(max(node.get("minItems", 0), 1))]
     if "string" in kinds:
+        if "pattern" in node:
+            return matching(sre_parser.parse(node["pattern"]), {})
         return "s" * max(node.get("minLength", 0), 1)
+    if "boolean" in kinds:
+        return False
     if "integer" in kinds:
         return int(node.get("minimum", 0))
     if "number" in kinds:
         return float(node.get("minimum", 0))
     raise AssertionError(f"cannot synthesize {node}")
+
+
+# ---- strings of a pattern (the patterns of the schema: anchors, classes, repetitions) ----
+
+RepeatCounts = dict[int, int]  # id of a repetition's body → how many times it is taken
+
+
+def matching(parsed: sre_parser.SubPattern, counts: RepeatCounts) -> str:
+    """The shortest string of a parsed pattern, each repetition in ``counts`` taken that often."""
+    out = []
+    for op, arg in parsed:
+        if op is sre_constants.AT:
+            continue
+        if op is sre_constants.LITERAL:
+            out.append(chr(arg))
+        elif op is sre_constants.IN:
+            kind, first = arg[0]
+            assert kind in (sre_constants.LITERAL, sre_constants.RANGE), arg
+            out.append(chr(first if kind is sre_constants.LITERAL else first[0]))
+        elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            low, _, body = arg
+            out.append(matching(body, counts) * counts.get(id(body), low))
+        elif op is sre_constants.SUBPATTERN:
+            out.append(matching(arg[-1], counts))
+        elif op is sre_constants.BRANCH:
+            out.append(matching(arg[1][0], counts))
+        else:
+            raise AssertionError(f"no generator for {op} in a pattern")
+    return "".join(out)
+
+
+def repetitions(parsed: sre_parser.SubPattern) -> Iterator[tuple[int, int, sre_parser.SubPattern]]:
+    for op, arg in parsed:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+            yield arg
+            yield from repetitions(arg[2])
+        elif op is sre_constants.SUBPATTERN:
+            yield from repetitions(arg[-1])
+        elif op is sre_constants.BRANCH:
+            for branch in arg[1]:
+                yield from repetitions(branch)
+
+
+def pattern_strings(regex: str) -> Iterator[tuple[str, str]]:
+    """(what, string): the shortest match, then each repetition taken at its bounds,
+    one beyond them and once more than its minimum (the others at their minimum)."""
+    parsed = sre_parser.parse(regex)
+    yield "shortest match", matching(parsed, {})
+    for number, (low, high, body) in enumerate(repetitions(parsed)):
+        counts = {low, low + 1, max(low - 1, 0)}
+        if high != sre_constants.MAXREPEAT:
+            counts |= {high, high + 1}
+        for count in sorted(counts):
+            yield f"repetition {number} x {count}", matching(parsed, {id(body): count})
 
 
 def item_at(array: dict[str, Any], index: int, first: Any = None) -> Any:
@@ -150,6 +217,20 @@ def replacements(node: dict[str, Any], value: Any) -> Iterator[tuple[str, Any, b
             yield f"{value} as {float(value)}", float(value), True
         if "number" in kinds:
             yield "huge", 1e300, False
+    if "string" in kinds and "pattern" in node:
+        for what, text in pattern_strings(node["pattern"]):
+            yield f"pattern {what}", text, False
+        if isinstance(value, str):
+            # jsonschema's $ (Python's) matches before a final newline; ECMA 262's does not.
+            yield "pattern + final newline", value + "\n", True
+            yield "pattern, newline first", "\n" + value, False
+            yield "pattern + space", value + " ", False
+            yield "pattern, case swapped", value.swapcase(), False
+            if len(value) > 1:
+                middle = len(value) // 2
+                yield "pattern, a space inside", f"{value[:middle]} {value[middle + 1 :]}", False
+                yield "pattern, one shorter", value[:-1], False
+                yield "pattern, one longer", value + value[-1], False
     if "string" in kinds:
         low, high = node.get("minLength", 0), node.get("maxLength")
         for char in ("a", "é", "😀"):
@@ -250,7 +331,8 @@ def compare_fields(node: dict[str, Any], info: msgspec.inspect.Type, path: str) 
     assert nullable == ("null" in types_of(node)), path
     kinds = types_of(node) - {"null"}
     if isinstance(info, msgspec.inspect.LiteralType):
-        assert info.values == tuple(node["enum"] if "enum" in node else [node["const"]]), path
+        members = node["enum"] if "enum" in node else [node["const"]]
+        assert sorted(info.values) == sorted(members), path  # msgspec sorts them
     elif isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
         assert kinds == {"integer" if isinstance(info, msgspec.inspect.IntType) else "number"}
         assert (info.gt, info.lt, info.multiple_of) == (None, None, None), path
@@ -258,7 +340,10 @@ def compare_fields(node: dict[str, Any], info: msgspec.inspect.Type, path: str) 
     elif isinstance(info, msgspec.inspect.StrType):
         assert kinds == {"string"}, path
         assert (info.min_length, info.max_length) == (node.get("minLength"), node.get("maxLength"))
-        assert info.pattern is None, path
+        expected = pattern(node["pattern"]) if "pattern" in node else None
+        assert info.pattern == expected, path
+    elif isinstance(info, msgspec.inspect.BoolType):
+        assert kinds == {"boolean"}, path
     elif isinstance(info, msgspec.inspect.ListType):
         assert kinds == {"array"}, path
         assert (info.min_length, info.max_length) == (node.get("minItems"), node.get("maxItems"))

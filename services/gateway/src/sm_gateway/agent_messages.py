@@ -2,8 +2,8 @@
 
 Each Struct mirrors one object of the schema: the same fields, the same
 required ones, unknown fields forbidden, every bound (minimum, maximum,
-minLength, maxLength, minItems, maxItems, const, enum) a ``Meta`` constraint
-or a ``Literal``. Optional fields default to ``UNSET`` rather than ``None``,
+minLength, maxLength, minItems, maxItems, pattern, const, enum) a ``Meta``
+constraint or a ``Literal``. Optional fields default to ``UNSET`` rather than ``None``,
 so an explicit ``null`` is refused as the schema refuses it; the schema's
 nullable rates are ``float | None`` and required. ``uniqueItems`` (hello's
 versions) has no msgspec constraint: ``__post_init__`` checks it (msgspec
@@ -17,8 +17,13 @@ One deliberate deviation, strictly safer than the schema: where the schema
 says ``integer`` (and for ``v``'s ``const 1``), JSON Schema draft 7 also
 accepts a number with a zero fraction (``1.0``); these Structs refuse it.
 Agents write integers as integers, and the consumers of the forwarded bytes
-(the metrics service) count on it. ``tests/test_protocol_structs.py`` proves
-the Structs equal to the schema, this deviation included.
+(the metrics and commands services) count on it. A second one: a schema
+``pattern`` is an ECMA 262 regex, where ``$`` matches only at the end of the
+string; in Python's ``re`` (which jsonschema uses) it also matches before a
+final newline, so each pattern's final ``$`` becomes ``\\Z`` here
+(:func:`pattern`): ``"x_1\\n"`` is no execution id.
+``tests/test_protocol_structs.py`` proves the Structs equal to the schema,
+these deviations included.
 """
 
 from __future__ import annotations
@@ -39,6 +44,16 @@ Rate = Annotated[float, Meta(ge=0)] | None
 ShortName = Annotated[str, Meta(min_length=1, max_length=64)]
 BootId = ShortName
 Version = Annotated[int, Meta(ge=1)]
+
+
+def pattern(ecma: str) -> str:
+    """A schema's (ECMA 262) ``pattern`` for Python's ``re``: a final ``$`` ends the
+    string (``\\Z``), as in ECMA 262, not before a final newline."""
+    return ecma[:-1] + r"\Z" if ecma.endswith("$") and not ecma.endswith(r"\$") else ecma
+
+
+ExecutionId = Annotated[str, Meta(pattern=pattern("^[A-Za-z0-9_-]{1,64}$"))]
+ReportSeq = Annotated[int, Meta(ge=1, le=1_000_000)]
 
 
 class Part(Struct, forbid_unknown_fields=True, gc=False):
@@ -165,12 +180,108 @@ class Ack(Message, tag="ack"):
     upto: Annotated[int, Meta(ge=1, le=JS_SAFE_MAX)]
 
 
-AgentMessage = Hello | Heartbeat | FactsChanged
-GatewayMessage = Welcome | Ack
+class Execute(Message, tag="execute"):
+    """Gateway → agent; the gateway forwards the core's frame as written (never encoded here)."""
+
+    v: Literal[1]
+    execution_id: ExecutionId
+    order: Annotated[str, Meta(min_length=2, max_length=98304)]
+    signature: Annotated[str, Meta(pattern=pattern("^[A-Za-z0-9_-]{86}$"))]
+
+
+class Cancel(Message, tag="cancel"):
+    v: Literal[1]
+    execution_id: ExecutionId
+
+
+class ResultAck(Message, tag="result_ack"):
+    v: Literal[1]
+    execution_id: ExecutionId
+    upto: Annotated[int, Meta(ge=0, le=1_000_000)]
+
+
+class Refused(Message, tag="refused"):
+    v: Literal[1]
+    execution_id: ExecutionId
+    seq: Literal[0]
+    at: NonNegative
+    code: Literal[
+        "bad_signature",
+        "invalid",
+        "unsupported_version",
+        "misaddressed",
+        "expired",
+        "replayed",
+        "disabled",
+        "not_allowed",
+        "busy",
+        "unavailable",
+    ]
+    reason: Annotated[str, Meta(max_length=1024)]
+
+
+class Started(Message, tag="started"):
+    v: Literal[1]
+    execution_id: ExecutionId
+    seq: Literal[0]
+    at: NonNegative
+    pid: Annotated[int, Meta(ge=1, le=4194304)] | UnsetType = UNSET
+
+
+Stream = Literal["stdout", "stderr"]
+
+
+class Output(Message, tag="output"):
+    v: Literal[1]
+    execution_id: ExecutionId
+    seq: ReportSeq
+    at: NonNegative
+    stream: Stream
+    offset: SafeCount
+    # Standard base64 of at most 16 KiB.
+    data: Annotated[str, Meta(max_length=21848, pattern=pattern("^[A-Za-z0-9+/]*={0,2}$"))]
+
+
+class StreamSummary(Part):
+    bytes: SafeCount
+    sha256: Annotated[str, Meta(pattern=pattern("^[0-9a-f]{64}$"))]
+    truncated: bool
+
+
+class Finished(Message, tag="finished", kw_only=True):
+    v: Literal[1]
+    execution_id: ExecutionId
+    seq: ReportSeq
+    at: NonNegative
+    status: Literal["succeeded", "failed", "timed_out", "cancelled"]
+    exit_code: Annotated[int, Meta(ge=-255, le=255)] | None
+    signal: Annotated[int, Meta(ge=1, le=128)] | UnsetType = UNSET
+    started_at: NonNegative
+    ended_at: NonNegative
+    stdout: StreamSummary
+    stderr: StreamSummary
+    error: Annotated[str, Meta(max_length=1024)] | UnsetType = UNSET
+
+
+# An execution's reports: each goes to the results stream as received.
+Report = Refused | Started | Output | Finished
+REPORTS: Final = (Refused, Started, Output, Finished)
+AgentMessage = Hello | Heartbeat | FactsChanged | Refused | Started | Output | Finished
+GatewayMessage = Welcome | Ack | Execute | Cancel | ResultAck
 # The message types by the schema's definition names.
 AGENT_MESSAGES: Final[dict[str, type[Message]]] = {
     "hello": Hello,
     "heartbeat": Heartbeat,
     "facts": FactsChanged,
+    "refused": Refused,
+    "started": Started,
+    "output": Output,
+    "finished": Finished,
 }
-GATEWAY_MESSAGES: Final[dict[str, type[Message]]] = {"welcome": Welcome, "ack": Ack}
+GATEWAY_MESSAGES: Final[dict[str, type[Message]]] = {
+    "welcome": Welcome,
+    "ack": Ack,
+    "execute": Execute,
+    "cancel": Cancel,
+    "result_ack": ResultAck,
+}
