@@ -52,7 +52,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 
-from sm_commands.audit_schema import GENESIS_HASH, audit_head, audit_log, create_tables
+from sm_commands.audit_schema import GENESIS_HASH, audit_head, audit_records, create_tables
 from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 
@@ -87,7 +87,9 @@ class Head:
 
 def _last_record(conn: Connection) -> Head:
     row = conn.execute(
-        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        select(audit_records.c.seq, audit_records.c.hash)
+        .order_by(audit_records.c.seq.desc())
+        .limit(1)
     ).first()
     return Head(0, GENESIS_HASH) if row is None else Head(int(row.seq), str(row.hash))
 
@@ -116,7 +118,7 @@ def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
     with writer(engine).begin() as conn:
         seen = set(
             conn.execute(
-                select(audit_log.c.stream_id).where(audit_log.c.stream_id.in_(ids))
+                select(audit_records.c.stream_id).where(audit_records.c.stream_id.in_(ids))
             ).scalars()
         )
         end = _last_record(conn)
@@ -145,7 +147,7 @@ def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
             )
         if not rows:
             return 0
-        conn.execute(insert(audit_log), rows)
+        conn.execute(insert(audit_records), rows)
         moved = conn.execute(
             update(audit_head).where(audit_head.c.id == HEAD_ID).values(seq=seq, hash=previous)
         )
@@ -208,9 +210,9 @@ def _rows(engine: Engine, upto: int, chunk: int) -> Iterator[Row[Any]]:
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(audit_log)
-                .where(audit_log.c.seq > after, audit_log.c.seq <= upto)
-                .order_by(audit_log.c.seq)
+                select(audit_records)
+                .where(audit_records.c.seq > after, audit_records.c.seq <= upto)
+                .order_by(audit_records.c.seq)
                 .limit(chunk)
             ).all()
         if not rows:
@@ -291,20 +293,20 @@ def records(
     """Records matching ``filters``, newest first, with seq < ``before``; and the
     ``before`` of the next page (None on the last page)."""
     create_tables(engine)
-    query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(limit + 1)
+    query = select(audit_records).order_by(audit_records.c.seq.desc()).limit(limit + 1)
     if before is not None:
-        query = query.where(audit_log.c.seq < before)
+        query = query.where(audit_records.c.seq < before)
     for column, value in (
-        (audit_log.c.actor, filters.actor),
-        (audit_log.c.action, filters.action),
-        (audit_log.c.target, filters.target),
+        (audit_records.c.actor, filters.actor),
+        (audit_records.c.action, filters.action),
+        (audit_records.c.target, filters.target),
     ):
         if value is not None:
             query = query.where(column == value)
     if filters.since is not None:
-        query = query.where(audit_log.c.at >= filters.since)
+        query = query.where(audit_records.c.at >= filters.since)
     if filters.until is not None:
-        query = query.where(audit_log.c.at < filters.until)
+        query = query.where(audit_records.c.at < filters.until)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     page = [stored_record(row, tolerant=True) for row in rows[:limit]]

@@ -1,6 +1,6 @@
 """The audit log's tables (SQLAlchemy Core, on a MetaData of their own).
 
-* ``audit_log``: one row per record of the hash chain (``sm_commands.audit_chain``
+* ``audit_records``: one row per record of the hash chain (``sm_commands.audit_chain``
   says what each column holds and how ``hash`` is computed). ``seq`` counts from
   1 without gaps; ``stream_id`` (the ``audit`` stream entry the record came
   from) is unique, which makes appending idempotent.
@@ -25,8 +25,8 @@ GENESIS_HASH: Final = "0" * 64
 
 metadata = MetaData()
 
-audit_log = Table(
-    "audit_log",
+audit_records = Table(
+    "audit_records",
     metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     # Unix seconds (a double: the event's time exactly as emitted).
@@ -40,10 +40,10 @@ audit_log = Table(
     Column("stream_id", String(64), nullable=False, unique=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Index("ix_audit_log_actor", "actor", "seq"),
-    Index("ix_audit_log_action", "action", "seq"),
-    Index("ix_audit_log_target", "target", "seq"),
-    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_records_actor", "actor", "seq"),
+    Index("ix_audit_records_action", "action", "seq"),
+    Index("ix_audit_records_target", "target", "seq"),
+    Index("ix_audit_records_at", "at"),
 )
 
 audit_head = Table(
