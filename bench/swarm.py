@@ -14,6 +14,11 @@ reconnect, paced at the welcome's ``backlog_rate``, as the agent does. Agents
 start gradually (``--ramp`` per second). Each heartbeat's send time is kept
 per (boot id, seq), so lag can be measured against any later stage; the
 send→ack lag (durable in the ``metrics`` stream) is measured here.
+
+A :class:`GatewayMessageHandler` given to :meth:`Swarm.build` receives every
+gateway message other than ``ack`` (``execute``, ``cancel``, ``result_ack``:
+see :mod:`swarm_executions`) and is called once per connection, right after
+``welcome`` and before any heartbeat, to send what it still holds.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 from procstat import raise_fd_limit
@@ -91,6 +97,16 @@ class Stats:
         )
 
 
+class GatewayMessageHandler(Protocol):
+    """What a simulated agent does with the gateway's messages beyond heartbeat acks."""
+
+    async def on_connect(self, ws: ClientConnection) -> None:
+        """Called after ``welcome``, before any heartbeat (resend what is unacknowledged)."""
+
+    async def handle(self, message: dict[str, Any], ws: ClientConnection) -> None:
+        """One gateway message other than ``ack``, already decoded."""
+
+
 @dataclass
 class Pending:
     index: int  # 1-based position among the heartbeats sent on this connection
@@ -109,8 +125,10 @@ class SimAgent:
         *,
         rate: float | None,
         expect_acks: bool,
+        handler: GatewayMessageHandler | None = None,
     ) -> None:
         self.credential = credential
+        self.handler = handler
         self.boot_id = f"swarm-{run_id}-{credential.index}"
         self.stats = stats
         self.rate = rate
@@ -161,6 +179,8 @@ class SimAgent:
         self.stats.welcomed += 1
         backlog_rate = float(welcome.get("backlog_rate", 10.0))
         self.stats.backlog_rates[backlog_rate] += 1
+        if self.handler is not None:
+            await self.handler.on_connect(ws)
         interval = 1 / self.rate if self.rate else float(welcome["heartbeat_interval"])
         self._index = 0
         backlog = list(self.unacked)
@@ -238,6 +258,8 @@ class SimAgent:
         async for raw in ws:
             message = orjson.loads(raw)
             if message.get("type") != "ack":
+                if self.handler is not None:
+                    await self.handler.handle(message, ws)
                 continue
             upto = int(message["upto"])
             now = time.time()
@@ -260,10 +282,28 @@ class Swarm:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, creds: list[Credential], *, rate: float | None, expect_acks: bool) -> Swarm:
+    def build(
+        cls,
+        creds: list[Credential],
+        *,
+        rate: float | None,
+        expect_acks: bool,
+        handler: Callable[[Credential], GatewayMessageHandler] | None = None,
+    ) -> Swarm:
+        """``handler``, if given, makes each agent's :class:`GatewayMessageHandler`."""
         run_id = uuid.uuid4().hex[:10]
         stats = Stats()
-        agents = [SimAgent(c, run_id, stats, rate=rate, expect_acks=expect_acks) for c in creds]
+        agents = [
+            SimAgent(
+                c,
+                run_id,
+                stats,
+                rate=rate,
+                expect_acks=expect_acks,
+                handler=handler(c) if handler else None,
+            )
+            for c in creds
+        ]
         return cls(agents, stats, run_id)
 
     @property
