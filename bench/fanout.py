@@ -56,7 +56,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from fanout_checks import audit_finishes, command_document, duplicate_reports, unix
+from fanout_checks import audit_finishes, command_document, database_account, unix
 from procstat import cpu_seconds, raise_fd_limit
 from progress_watch import CommandProgress, ProgressWatch
 from pyspy_profile import profiled, summary
@@ -259,7 +259,7 @@ class Round:
             )
         out.append(
             f"  lost {self.lost}; recorded twice: {self.twice_events} (terminal events), "
-            f"{self.twice_audit} (audit records), {self.twice_rows} (database rows)"
+            f"{self.twice_audit} (audit records), {self.twice_rows} (nodes with two executions)"
         )
         out.extend(f"  {note}" for note in self.notes)
         out.extend(f"  PROBLEM: {problem}" for problem in self.problems)
@@ -395,15 +395,15 @@ async def confirm(bench: Bench, result: Round, progress: CommandProgress) -> Non
         result.problems.append(
             f"{unseen} executions' terminal events never seen on command:{command_id}"
         )
-    twice = progress.twice()
-    result.twice_events = len(twice)
-    per_node, note = await audit_finishes(bench.api, command_id, posted, len(ids))
+    result.twice_events = len(progress.twice())
+    per_execution, note = await audit_finishes(bench.api, command_id, posted, len(ids))
     result.notes.append(note)
-    result.twice_audit = sum(1 for n in per_node.values() if n > 1)
-    if per_node and len(per_node) != len(ids):
-        result.problems.append(f"audit: execution.finish for {len(per_node)} of {len(ids)} nodes")
-    rows, note = duplicate_reports(bench.data.database("commands"))
-    result.twice_rows = rows
+    result.twice_audit = sum(1 for n in per_execution.values() if n > 1)
+    if per_execution and set(per_execution) != set(ids):
+        result.problems.append(
+            f"audit: execution.finish for {len(set(per_execution) & set(ids))} of {len(ids)} executions"
+        )
+    result.twice_rows, note = database_account(bench.data.database("commands"), command_id)
     result.notes.append(note)
 
 

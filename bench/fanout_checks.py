@@ -2,13 +2,12 @@
 
 - :func:`command_document`: ``GET /api/v1/commands/{id}`` — the summary and
   every execution (state, exit code, stream digests, timestamps);
-- :func:`audit_finishes`: ``GET /api/v1/audit?action=execution.finish`` paged
-  back to the command's creation, counting the records of this command per
-  node (exactly one each is expected: the audit is emitted when a result is
-  first recorded);
-- :func:`duplicate_reports`: the commands database read-only, every table
-  with both an ``execution_id`` and a ``seq`` column checked for a
-  (execution_id, seq) held more than once (recording is idempotent on it).
+- :func:`audit_finishes`: ``GET /api/v1/audit?action=execution.finish`` since
+  the command was posted, counting this command's records per execution
+  (exactly one each is expected: it is emitted when a result is first recorded);
+- :func:`database_account`: the commands database, read-only: no node with two
+  executions of the command, and how many reports (rows of ``reports``, one
+  per (execution_id, seq) recorded) each execution holds: 2 for ``true``.
 """
 
 from __future__ import annotations
@@ -49,64 +48,71 @@ async def command_document(api: httpx.AsyncClient, command_id: str) -> dict[str,
 async def audit_finishes(
     api: httpx.AsyncClient, command_id: str, since: float, expected: int, within: float = 60
 ) -> tuple[Counter[str], str]:
-    """``execution.finish`` records of the command per node id, waiting (bounded) for
-    ``expected`` of them (the audit writer runs behind the results); and a note."""
+    """``execution.finish`` records of the command per execution id (their ``target`` is
+    ``execution:<id>``), waiting (bounded) for ``expected`` of them (the audit writer runs
+    behind the results); and a note."""
     deadline = time.monotonic() + within
     while True:
-        per_node: Counter[str] = Counter()
+        per_execution: Counter[str] = Counter()
         cursor: str | None = None
         while True:
-            params: dict[str, str | int] = {"action": "execution.finish", "limit": AUDIT_PAGE}
+            params: dict[str, str | int | float] = {
+                "action": "execution.finish",
+                "since": since - 60,
+                "limit": AUDIT_PAGE,
+            }
             if cursor:
                 params["cursor"] = cursor
             response = await api.get("/api/v1/audit", params=params)
             if response.status_code != 200:
                 return (
-                    per_node,
+                    per_execution,
                     f"audit not checked: HTTP {response.status_code} {response.text[:200]}",
                 )
             page = response.json()
-            older = False
             for record in page.get("items", []):
-                at = unix(record.get("at"))
-                if at is not None and at < since - 5:
-                    older = True
                 detail = record.get("detail") or {}
                 if detail.get("command_id") == command_id:
-                    per_node[str(detail.get("node_id"))] += 1
+                    per_execution[str(record.get("target")).removeprefix("execution:")] += 1
             cursor = page.get("next_cursor")
-            if older or not cursor:
+            if not cursor:
                 break
-        total = sum(per_node.values())
+        total = sum(per_execution.values())
         if total >= expected or time.monotonic() > deadline:
-            return per_node, f"{total} execution.finish audit records for {len(per_node)} nodes"
+            return (
+                per_execution,
+                f"audit: {total} execution.finish records for {len(per_execution)} executions",
+            )
         await asyncio.sleep(1.0)
 
 
-def duplicate_reports(database: Path) -> tuple[int, str]:
-    """(execution_id, seq) pairs stored more than once over every table holding both; a note."""
+def database_account(database: Path, command_id: str) -> tuple[int, str]:
+    """The commands database's account of one command: how many nodes hold more than one
+    execution of it, and a note with how many reports each execution has recorded
+    (``reports`` holds one row per (execution_id, seq) recorded: ``true`` makes 2)."""
     if not database.exists():
         return 0, f"{database} not found: database not checked"
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        tables = [
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not str(row[0]).startswith("sqlite_")
-        ]
-        checked = []
-        duplicates = 0
-        for table in tables:
-            columns = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
-            if {"execution_id", "seq"} <= columns:
-                (count,) = conn.execute(
-                    f'SELECT count(*) FROM (SELECT 1 FROM "{table}" '  # noqa: S608 (names read from the schema)
-                    "GROUP BY execution_id, seq HAVING count(*) > 1)"
-                ).fetchone()
-                duplicates += int(count)
-                checked.append(table)
-        if not checked:
-            return 0, f"no table of {database.name} has execution_id and seq: database not checked"
-        return duplicates, f"(execution_id, seq) held twice in {', '.join(checked)}: {duplicates}"
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if not {"executions", "reports"} <= tables:
+            return 0, f"{database.name} has no executions and reports tables: database not checked"
+        (twice,) = conn.execute(
+            "SELECT count(*) FROM (SELECT node_id FROM executions WHERE command_id = ? "
+            "GROUP BY node_id HAVING count(*) > 1)",
+            (command_id,),
+        ).fetchone()
+        per_execution = Counter(
+            int(n)
+            for (n,) in conn.execute(
+                "SELECT count(r.seq) FROM executions e LEFT JOIN reports r ON r.execution_id = e.id "
+                "WHERE e.command_id = ? GROUP BY e.id",
+                (command_id,),
+            )
+        )
+        shown = ", ".join(f"{n} reports: {k}" for n, k in sorted(per_execution.items()))
+        return int(twice), f"database: executions by reports recorded ({shown})"
     finally:
         conn.close()
