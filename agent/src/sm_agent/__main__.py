@@ -20,9 +20,11 @@ from collections.abc import Sequence
 from sm_agent import __version__
 from sm_agent.backoff import Backoff
 from sm_agent.collectors import Sampler
+from sm_agent.control import Control
 from sm_agent.facts import boot_id, gather_facts
 from sm_agent.heartbeat import Heartbeats, SequenceNumbers
 from sm_agent.link import CredentialRefused, Link, UnusableGatewayUrl
+from sm_agent.policy import Policy
 from sm_agent.settings import AgentSettings, SettingsError, load_settings, remove_enrollment_key
 from sm_agent.spool import Spool, SpoolError
 from sm_agent.state import StateDir, StateError
@@ -64,6 +66,50 @@ def _parser() -> argparse.ArgumentParser:
         "--buffer-max-bytes",
         dest="buffer_max_bytes",
         help="bytes the offline buffer keeps at most (default 16777216)",
+    )
+
+    control = common.add_argument_group("remote control (off unless enabled)")
+    for kind, what in (
+        ("shell", "shell commands"),
+        ("service", "service control (systemctl)"),
+        ("logs", "log reading (journald, files under the log roots)"),
+    ):
+        control.add_argument(
+            f"--allow-{kind}",
+            dest=f"allow_{kind}",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"let the core run {what} here",
+        )
+    control.add_argument("--shell-user", dest="shell_user", help="run shell commands as this user")
+    control.add_argument(
+        "--allowed-user",
+        dest="allowed_users",
+        action="append",
+        help="a user an order may name (repeat)",
+    )
+    control.add_argument(
+        "--service-unit",
+        dest="service_units",
+        action="append",
+        help="a unit (glob) service control may touch (repeat; default every unit)",
+    )
+    control.add_argument(
+        "--log-root",
+        dest="log_roots",
+        action="append",
+        help="a directory whose files logs may read (repeat; default /var/log)",
+    )
+    control.add_argument(
+        "--max-output-bytes",
+        dest="max_output_bytes",
+        help="output kept and sent per stream (default 1048576)",
+    )
+    control.add_argument(
+        "--max-executions", dest="max_executions", help="executions at once (default 8)"
+    )
+    control.add_argument(
+        "--kill-grace", dest="kill_grace", help="seconds from SIGTERM to SIGKILL (default 5)"
     )
 
     parser = argparse.ArgumentParser(prog="sm-agent", description="Server Manager node agent")
@@ -114,6 +160,29 @@ async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
         )
     except SpoolError as exc:
         raise Failure(str(exc)) from exc
+    control = Control(
+        state.root,
+        node_id=identity.node_id,
+        command_public_key=identity.command_public_key,
+        policy=Policy(
+            allow_shell=settings.allow_shell,
+            allow_service=settings.allow_service,
+            allow_logs=settings.allow_logs,
+            shell_user=settings.shell_user,
+            allowed_users=settings.allowed_users,
+            service_units=settings.service_units,
+            log_roots=settings.log_roots,
+        ),
+        max_output_bytes=settings.max_output_bytes,
+        max_executions=settings.max_executions,
+        kill_grace=settings.kill_grace,
+    )
+    enabled = [k for k in ("shell", "service", "logs") if getattr(settings, f"allow_{k}")]
+    log.info(
+        "remote control: %s; %d unacknowledged execution reports kept",
+        ", ".join(enabled) + " enabled" if enabled else "nothing enabled",
+        control.reports.unacknowledged(),
+    )
     link = Link(
         gateway_urls=gateway_urls,
         credential=state.credential(),
@@ -125,6 +194,7 @@ async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
         backoff=Backoff(),
         spool=spool,
         interval=identity.heartbeat_interval,
+        control=control,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,6 +213,7 @@ async def _hold_link(settings: AgentSettings, state: StateDir) -> None:
     except UnusableGatewayUrl as exc:
         raise Failure(str(exc)) from exc
     finally:
+        await control.close()
         spool.close()
     log.info(
         "stopped after %d heartbeats sent, %d acknowledged; %d kept in the offline buffer",

@@ -37,8 +37,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from sm_agent import PROTOCOL_VERSIONS, __version__
 from sm_agent.backoff import Backoff
+from sm_agent.control import Control
 from sm_agent.delivery import AckOutOfRange, Delivery
 from sm_agent.heartbeat import Heartbeats
+from sm_agent.orders import BadMessage, parse_cancel, parse_result_ack
 from sm_agent.spool import Spool
 
 WELCOME_TIMEOUT = 15.0
@@ -124,6 +126,7 @@ class Link:
         interval: float = DEFAULT_INTERVAL,
         max_in_flight: int = MAX_IN_FLIGHT,
         facts_check_every: float = FACTS_CHECK_EVERY,
+        control: Control | None = None,
     ) -> None:
         urls = [*gateway_urls, *([gateway_url] if gateway_url else [])]
         if not urls:
@@ -147,12 +150,18 @@ class Link:
         self._changed = asyncio.Event()
         # Set when the welcome changed the interval; the sampler waits on it.
         self._rescheduled = asyncio.Event()
+        self._control = control
+        # Set when a report was kept (the report sender waits on it).
+        self._reports_changed = asyncio.Event()
+        if control is not None:
+            control.reports.listener = self._reports_changed.set
         # Observable progress, for logs and tests.
         self.connections = 0
         self.heartbeats_taken = 0
         self.heartbeats_sent = 0
         self.heartbeats_acked = 0
         self.backlog_sent = 0
+        self.reports_sent = 0
 
     @property
     def url(self) -> str:
@@ -263,6 +272,8 @@ class Link:
             version, interval, backlog_rate = await self._greet(ws)
             self._backoff.reset()
             self._version = version
+            if self._control is not None:
+                self._control.version = version
             if interval != self._interval:
                 self._interval = interval
                 self._rescheduled.set()
@@ -303,17 +314,19 @@ class Link:
     # ------------------------------------------------------------ delivering
 
     async def _deliver(self, ws: ClientConnection, stop: asyncio.Event, delivery: Delivery) -> None:
+        # Reports not acknowledged go out before any heartbeat (then side by side).
+        resent = asyncio.Event()
         stopping = asyncio.ensure_future(stop.wait())
         receiving = asyncio.ensure_future(self._receive(ws, delivery))
-        sending = asyncio.ensure_future(self._send(ws, delivery))
+        reporting = asyncio.ensure_future(self._send_reports(ws, resent))
+        sending = asyncio.ensure_future(self._send(ws, delivery, resent))
+        tasks = (stopping, receiving, reporting, sending)
         try:
-            done, _ = await asyncio.wait(
-                {stopping, receiving, sending}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
             if stopping in done:
                 await ws.close(CLOSE_NORMAL, "agent stopping")
                 return
-            ended: tuple[asyncio.Future[Any], ...] = (receiving, sending)
+            ended: tuple[asyncio.Future[Any], ...] = (receiving, reporting, sending)
             for task in ended:
                 if task in done:
                     task.result()  # raises ConnectionClosed / ProtocolViolation
@@ -322,11 +335,35 @@ class Link:
                 "the gateway closed the connection (%s %s)", ws.close_code, ws.close_reason or ""
             )
         finally:
-            for task in (stopping, receiving, sending):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(stopping, receiving, sending, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _send(self, ws: ClientConnection, delivery: Delivery) -> None:
+    async def _send_reports(self, ws: ClientConnection, resent: asyncio.Event) -> None:
+        """Execution reports in the order kept: first those of earlier connections."""
+        control = self._control
+        if control is None:
+            resent.set()
+            return await asyncio.Future()  # nothing to send, ever
+        control.ephemeral.clear()  # informational refusals of an earlier connection
+        backlog_end = control.reports.next_serial
+        cursor = -1
+        while True:
+            while control.ephemeral:
+                await ws.send(control.ephemeral.pop(0).decode())
+            found = control.reports.next_after(cursor)
+            if found is None or found[0] >= backlog_end:
+                resent.set()
+            if found is None:
+                self._reports_changed.clear()
+                await self._reports_changed.wait()
+                continue
+            cursor, raw = found
+            await ws.send(raw.decode())
+            self.reports_sent += 1
+
+    async def _send(self, ws: ClientConnection, delivery: Delivery, resent: asyncio.Event) -> None:
+        await resent.wait()
         loop = asyncio.get_running_loop()
         backlog_before = self.backlog_sent
         while True:
@@ -357,21 +394,49 @@ class Link:
             log.info("facts changed: sent them")
 
     async def _receive(self, ws: ClientConnection, delivery: Delivery) -> None:
-        """Read what the gateway sends after welcome: acks."""
+        """Read what the gateway sends after welcome: acks and remote control."""
         async for raw in ws:
             try:
                 message = _decode(raw)
-                if message["type"] != "ack" or message.get("v") != self._version:
-                    raise ProtocolViolation(f"unexpected {message['type']!r} message")
-                upto = message.get("upto")
-                if isinstance(upto, bool) or not isinstance(upto, int) or upto < 1:
-                    raise ProtocolViolation("ack without a positive integer upto")
-                try:
-                    released = delivery.acknowledge(upto)
-                except AckOutOfRange as exc:
-                    raise ProtocolViolation(str(exc)) from exc
+                kind = message["type"]
+                if kind == "ack" and message.get("v") == self._version:
+                    self._acknowledge(message, delivery)
+                elif kind in ("execute", "cancel", "result_ack"):
+                    self._control_message(kind, message)
+                else:
+                    raise ProtocolViolation(f"unexpected {kind!r} message")
             except ProtocolViolation as exc:
                 await ws.close(CLOSE_POLICY, str(exc)[:120])
                 raise
-            self.heartbeats_acked += released
-            self._changed.set()
+
+    def _acknowledge(self, message: dict[str, Any], delivery: Delivery) -> None:
+        if message.keys() != {"v", "type", "upto"}:
+            raise ProtocolViolation("ack with missing or unknown fields")
+        upto = message.get("upto")
+        if isinstance(upto, bool) or not isinstance(upto, int) or upto < 1:
+            raise ProtocolViolation("ack without a positive integer upto")
+        try:
+            released = delivery.acknowledge(upto)
+        except AckOutOfRange as exc:
+            raise ProtocolViolation(str(exc)) from exc
+        self.heartbeats_acked += released
+        self._changed.set()
+
+    def _control_message(self, kind: str, message: dict[str, Any]) -> None:
+        control = self._control
+        try:
+            if kind == "execute":
+                if control is None:
+                    log.warning("an execute arrived but remote control is not set up: ignored")
+                    return
+                control.execute(message)
+            elif kind == "cancel":
+                execution_id = parse_cancel(message, self._version)
+                if control is not None:
+                    control.cancel(execution_id)
+            else:
+                execution_id, upto = parse_result_ack(message, self._version)
+                if control is not None:
+                    control.acknowledge(execution_id, upto)
+        except BadMessage as exc:
+            raise ProtocolViolation(str(exc)) from exc

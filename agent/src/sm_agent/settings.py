@@ -13,14 +13,29 @@ optional at its default location and required when named explicitly::
     buffer_max_bytes = 16777216                # … and bytes (oldest dropped first)
     log_level = "INFO"
 
+    # Remote control (off unless enabled here; the server cannot change this).
+    allow_shell = false                        # run shell commands
+    allow_service = false                      # systemctl list/status/start/stop/…
+    allow_logs = false                         # journald units and files under log_roots
+    shell_user = "deploy"                      # run shell as this user (needs root)
+    allowed_users = ["deploy", "www-data"]     # users an order may name
+    service_units = ["nginx.service", "app-*"] # units service control may touch (globs)
+    log_roots = ["/var/log"]                   # files logs may read (after resolving links)
+    max_output_bytes = 1048576                 # output kept and sent per stream
+    max_executions = 8                         # executions running at once
+    kill_grace = 5.0                           # seconds between SIGTERM and SIGKILL
+
 Environment: ``SM_AGENT_CONFIG`` (the file), then ``SM_AGENT_<KEY>`` for each
-key above (``SM_AGENT_GATEWAY_URLS`` comma-separated). Values are checked
+key above (lists comma-separated: ``SM_AGENT_GATEWAY_URLS``,
+``SM_AGENT_ALLOWED_USERS``, ``SM_AGENT_SERVICE_UNITS``, ``SM_AGENT_LOG_ROOTS``;
+booleans ``true``/``false``/``1``/``0``/``yes``/``no``). Values are checked
 here, with a message naming the key and where it came from.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,15 +51,33 @@ KEYS = (
     "buffer_max_entries",
     "buffer_max_bytes",
     "log_level",
+    "allow_shell",
+    "allow_service",
+    "allow_logs",
+    "shell_user",
+    "allowed_users",
+    "service_units",
+    "log_roots",
+    "max_output_bytes",
+    "max_executions",
+    "kill_grace",
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_BUFFER_ENTRIES = 20_000
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 MIN_BUFFER_BYTES = 64 * 1024
 MAX_GATEWAY_URLS = 16
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+MIN_OUTPUT_BYTES = 1024
+DEFAULT_MAX_EXECUTIONS = 8
+DEFAULT_KILL_GRACE = 5.0
+DEFAULT_LOG_ROOTS = ("/var/log",)
+DEFAULT_SERVICE_UNITS = ("*",)
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_UNIT_GLOB = re.compile(r"^[A-Za-z0-9@._:\\*?\[\]!-]{1,256}$")
 
 Source = Literal["default", "file", "env", "flag"]
-Value = str | int | tuple[str, ...]
+Value = str | bool | int | float | tuple[str, ...]
 
 
 class SettingsError(ValueError):
@@ -85,6 +118,18 @@ class AgentSettings:
     # Where the enrollment key came from: only a key read from the file is
     # removed from it after enrolling.
     enrollment_key_source: Source
+    # Remote control: what this node lets the core run (sm_agent.orders).
+    allow_shell: bool = False
+    allow_service: bool = False
+    allow_logs: bool = False
+    # None: the agent's own user.
+    shell_user: str | None = None
+    allowed_users: tuple[str, ...] = ()
+    service_units: tuple[str, ...] = DEFAULT_SERVICE_UNITS
+    log_roots: tuple[str, ...] = DEFAULT_LOG_ROOTS
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    max_executions: int = DEFAULT_MAX_EXECUTIONS
+    kill_grace: float = DEFAULT_KILL_GRACE
 
 
 def _string(key: str, value: object) -> str:
@@ -130,6 +175,78 @@ def _level(key: str, value: object) -> str:
     return level
 
 
+def _flag(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+    raise SettingsError(f"{key} must be true or false, not {value!r}")
+
+
+def _seconds(minimum: float, maximum: float) -> Callable[[str, object], float]:
+    def parse(key: str, value: object) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise SettingsError(f"{key} must be a number of seconds, not {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{key} must be a number of seconds")
+        if not minimum <= value <= maximum:
+            raise SettingsError(f"{key} must be between {minimum:g} and {maximum:g} seconds")
+        return float(value)
+
+    return parse
+
+
+def _names(
+    what: str, check: Callable[[str], str | None]
+) -> Callable[[str, object], tuple[str, ...]]:
+    """A list of strings (comma-separated in the environment), each checked by ``check``."""
+
+    def parse(key: str, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"{key} must be a list of {what}")
+        names = tuple(str(v).strip() for v in value)
+        for name in names:
+            problem = check(name)
+            if problem:
+                raise SettingsError(f"{key}: {name!r} {problem}")
+        return names
+
+    return parse
+
+
+def _user_problem(name: str) -> str | None:
+    return None if _USER_NAME.match(name) else "is not a user name (a-z, 0-9, _ and -)"
+
+
+def _unit_problem(name: str) -> str | None:
+    return None if _UNIT_GLOB.match(name) else "is not a unit name or glob"
+
+
+def _root_problem(name: str) -> str | None:
+    if not name.startswith("/"):
+        return "is not an absolute path"
+    if os.path.realpath(name) == "/":
+        return "would allow every file of the machine; name narrower directories"
+    return None
+
+
+def _user(key: str, value: object) -> str:
+    name = _string(key, value).strip()
+    problem = _user_problem(name)
+    if problem:
+        raise SettingsError(f"{key}: {name!r} {problem}")
+    return name
+
+
 PARSERS: dict[str, Callable[[str, object], Value]] = {
     "server": _string,
     "enrollment_key": _string,
@@ -138,6 +255,16 @@ PARSERS: dict[str, Callable[[str, object], Value]] = {
     "buffer_max_entries": _count(1),
     "buffer_max_bytes": _count(MIN_BUFFER_BYTES),
     "log_level": _level,
+    "allow_shell": _flag,
+    "allow_service": _flag,
+    "allow_logs": _flag,
+    "shell_user": _user,
+    "allowed_users": _names("user names", _user_problem),
+    "service_units": _names("unit names or globs", _unit_problem),
+    "log_roots": _names("absolute directories", _root_problem),
+    "max_output_bytes": _count(MIN_OUTPUT_BYTES),
+    "max_executions": _count(1),
+    "kill_grace": _seconds(0.0, 300.0),
 }
 
 
@@ -205,7 +332,16 @@ def load_settings(
 
     def number(key: str, default: int) -> int:
         value = merged.get(key, default)
-        return value if isinstance(value, int) else default
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    def flag(key: str) -> bool:
+        return merged.get(key) is True
+
+    def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = merged.get(key, default)
+        return value if isinstance(value, tuple) else default
+
+    grace = merged.get("kill_grace", DEFAULT_KILL_GRACE)
 
     urls = merged.get("gateway_urls", ())
     state_dir = text("state_dir")
@@ -219,6 +355,16 @@ def load_settings(
         buffer_max_bytes=number("buffer_max_bytes", DEFAULT_BUFFER_BYTES),
         log_level=str(merged.get("log_level", "INFO")),
         enrollment_key_source=sources.get("enrollment_key", "default"),
+        allow_shell=flag("allow_shell"),
+        allow_service=flag("allow_service"),
+        allow_logs=flag("allow_logs"),
+        shell_user=text("shell_user"),
+        allowed_users=names("allowed_users", ()),
+        service_units=names("service_units", DEFAULT_SERVICE_UNITS),
+        log_roots=names("log_roots", DEFAULT_LOG_ROOTS),
+        max_output_bytes=number("max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES),
+        max_executions=number("max_executions", DEFAULT_MAX_EXECUTIONS),
+        kill_grace=float(grace) if isinstance(grace, int | float) else DEFAULT_KILL_GRACE,
     )
 
 
