@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from sm_gateway.authenticator import Authenticator, NodeRefused
-from sm_gateway.service_token import RegistryUnavailable, ServiceToken
 from sm_shared.datadir import DataDir
+from sm_shared.service_token import RegistryUnavailable, ServiceToken
 from sm_shared.tokens import TokenVerifier
 
 

@@ -5,7 +5,7 @@ live events (``/events/ws``).
 and its close codes, ``agent_messages`` its messages as msgspec Structs
 mirroring ``openapi/agent-protocol.json`` (``schema_validators`` checks the
 event stream's messages against its schema);
-``authenticator`` and ``service_token`` ask the registry who a credential
+``authenticator`` (with ``sm_shared.service_token``) asks the registry who a credential
 belongs to; ``presence`` keeps online state in Redis; ``session`` is one
 agent's connection; ``batcher`` writes heartbeats to the ``metrics`` stream
 in shared pipelined batches and acknowledges them; ``facts_reporter`` sends

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import httpx
 
-from sm_gateway.service_token import RegistryUnavailable, ServiceToken
+from sm_shared.service_token import RegistryUnavailable, ServiceToken
 
 AUTHENTICATE_PATH: Final = "/api/v1/nodes/authenticate"
 MAX_CACHED: Final = 20_000

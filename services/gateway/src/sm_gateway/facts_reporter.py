@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sm_gateway.instruments import Instruments
-from sm_gateway.service_token import RegistryUnavailable, ServiceToken
+from sm_shared.service_token import RegistryUnavailable, ServiceToken
 
 FACTS_DIGESTS: Final = "facts-digest"
 WORKERS: Final = 4

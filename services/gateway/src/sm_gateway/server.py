@@ -39,9 +39,9 @@ from sm_gateway.inbox import Inbox
 from sm_gateway.instruments import Instruments
 from sm_gateway.presence import Presence
 from sm_gateway.protocol import CloseCode, Protocol, backlog_rate
-from sm_gateway.service_token import RegistryUnavailable, ServiceToken
 from sm_gateway.session import AgentSession, SessionParts
 from sm_gateway.settings import GatewaySettings
+from sm_shared.service_token import RegistryUnavailable, ServiceToken
 from sm_shared.tokens import Claims, InvalidToken, TokenVerifier
 
 AGENT_PATH: Final = "/agent/ws"

@@ -1,4 +1,4 @@
-"""The gateway's service token: client credentials ``sm-services`` at the registry.
+"""A service token: client credentials ``sm-services`` at the registry (gateway, commands).
 
 The token is cached and fetched again before it expires (or when the
 registry rejects it); one fetch serves every waiting caller.
