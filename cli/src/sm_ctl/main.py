@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from sm_ctl import banner, lock
+from sm_ctl import audit_cli, banner, fleet_cli, lock, run_cli
 from sm_ctl.catalog import (
     Listener,
     MissingKeyMaterial,
@@ -337,3 +337,10 @@ def restore(
         f"Restored the backup of {manifest.created_at} into {target.root} "
         f"(databases {', '.join(manifest.databases) or 'none'}); start it with `smctl up --data-dir {target.root}`"
     )
+
+
+# Against a running core (sm_ctl.remote): the fleet, remote commands, the audit log.
+app.command("nodes")(fleet_cli.nodes)
+app.add_typer(fleet_cli.node_app, name="node")
+app.command("run")(run_cli.run)
+app.add_typer(audit_cli.audit_app, name="audit")
