@@ -47,7 +47,7 @@ def test_versions_match_the_contract() -> None:
     assert tuple(SCHEMA["x-protocol-versions"]) == SUPPORTED_VERSIONS
 
 
-@pytest.mark.parametrize("name", ["hello", "heartbeat", "facts"])
+@pytest.mark.parametrize("name", AGENT_MESSAGE_TYPES)
 def test_agent_examples_pass_both_validators(protocol: Protocol, name: str) -> None:
     for example in _examples(name):
         jsonschema.validate(example, SCHEMA, cls=jsonschema.Draft7Validator)
@@ -70,6 +70,30 @@ def test_ack_obeys_the_contract(protocol: Protocol) -> None:
     assert ack == _examples("ack")[0]
     with pytest.raises(ProtocolError):
         protocol.ack(1, 0)  # nothing to acknowledge is never sent
+
+
+def test_result_ack_obeys_the_contract(protocol: Protocol) -> None:
+    ack = orjson.loads(protocol.result_ack(1, "x_0b5f1d2c3e4a5b6c7d8e9f00", 3))
+    jsonschema.validate(ack, SCHEMA, cls=jsonschema.Draft7Validator)
+    assert ack == _examples("result_ack")[0]
+    assert orjson.loads(protocol.result_ack(1, "x_1", 0))["upto"] == 0  # refused, started: seq 0
+    with pytest.raises(ProtocolError):
+        protocol.result_ack(1, "not an id", 1)
+
+
+@pytest.mark.parametrize("kind", ["execute", "cancel"])
+def test_deliveries_pass_as_written_when_valid(protocol: Protocol, kind: str) -> None:
+    example = _examples(kind)[0]
+    # Any spacing the core chose is kept: the frame is sent as written, never re-encoded.
+    frame = orjson.dumps(example).replace(b'","', b'", "')
+    assert protocol.delivery(kind, frame) == frame.decode()
+    wrong_kind = "cancel" if kind == "execute" else "execute"
+    assert protocol.delivery(wrong_kind, frame) is None
+    assert protocol.delivery("revoke", frame) is None
+    broken = {**example, "execution_id": "../etc"}
+    assert protocol.delivery(kind, orjson.dumps(broken)) is None
+    assert protocol.delivery(kind, orjson.dumps({**example, "v": 2})) is None
+    assert protocol.delivery(kind, b"\xff{not json") is None
 
 
 @pytest.mark.parametrize(
@@ -144,8 +168,16 @@ def test_close_reasons_fit_a_control_frame() -> None:
 
 
 def test_only_agent_messages_are_accepted_from_agents(protocol: Protocol) -> None:
-    assert set(AGENT_MESSAGE_TYPES) == {"hello", "heartbeat", "facts"}
-    for kind in ("welcome", "ack"):
+    assert set(AGENT_MESSAGE_TYPES) == {
+        "hello",
+        "heartbeat",
+        "facts",
+        "refused",
+        "started",
+        "output",
+        "finished",
+    }
+    for kind in ("welcome", "ack", "execute", "cancel", "result_ack"):
         with pytest.raises(ProtocolError) as caught:
             protocol.decode(orjson.dumps(_examples(kind)[0]).decode())
         assert caught.value.code == CloseCode.POLICY_VIOLATION

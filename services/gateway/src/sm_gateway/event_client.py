@@ -25,6 +25,7 @@ from sm_gateway.event_protocol import (
     FLEET,
     EventCloseCode,
     EventProtocol,
+    is_command_topic,
     problem,
     topic_scope,
 )
@@ -43,6 +44,7 @@ class ClientParts:
     hub: EventHub
     instruments: Instruments
     max_node_topics: int
+    max_command_topics: int
     queue_size: int
 
 
@@ -105,10 +107,16 @@ class EventClient:
             self.offer(parts.protocol.error(body, request_id))
             return
         new = [topic for topic in asked if topic not in self.topics]
-        nodes = sum(1 for topic in self.topics.union(new) if topic != FLEET)
+        holding = self.topics.union(new)
+        commands = sum(1 for topic in holding if is_command_topic(topic))
+        nodes = sum(1 for topic in holding if topic != FLEET) - commands
+        detail = None
         if nodes > parts.max_node_topics:
-            parts.instruments.event_refusals.labels("400").inc()
             detail = f"at most {parts.max_node_topics} node topics per connection"
+        elif commands > parts.max_command_topics:
+            detail = f"at most {parts.max_command_topics} command topics per connection"
+        if detail is not None:
+            parts.instruments.event_refusals.labels("400").inc()
             self.offer(parts.protocol.error(problem(400, detail, new), request_id))
             return
         self.topics.update(new)

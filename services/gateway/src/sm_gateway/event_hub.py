@@ -2,8 +2,9 @@
 
 A channel is subscribed in Redis while at least one client holds its topic
 (``events`` for ``fleet`` always, so the connection never idles out of
-subscriptions). Each message is encoded once and offered to every client
-holding the topic; a client whose bounded queue is full drops itself (it is
+subscriptions). Each message is encoded once for its topic (``fleet``:
+``event``, ``command:<id>``: ``progress``, ``node:<id>``: as published) and
+offered to every client holding the topic; a client whose bounded queue is full drops itself (it is
 too slow), the others are not held up. If the pub/sub connection fails,
 events were lost: every client is closed with 1011 so it reconnects and
 re-syncs over REST, and the hub subscribes again.
@@ -19,7 +20,7 @@ from typing import Final, Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sm_gateway.event_protocol import fleet_event, topic_channel
+from sm_gateway.event_protocol import FLEET, client_message, topic_channel
 from sm_shared.streams import EVENTS_CHANNEL
 
 READ_TIMEOUT: Final = 1.0
@@ -41,6 +42,7 @@ class EventHub:
         self._redis = redis
         self._pubsub = redis.pubsub()
         self._holders: dict[str, set[Subscriber]] = {}  # channel → clients
+        self._topics: dict[str, str] = {EVENTS_CHANNEL: FLEET}  # channel → topic
         self._ready = asyncio.Event()
 
     @property
@@ -52,6 +54,7 @@ class EventHub:
         for topic in topics:
             channel = topic_channel(topic)
             holders = self._holders.setdefault(channel, set())
+            self._topics[channel] = topic
             if not holders and channel != EVENTS_CHANNEL:
                 new.append(channel)
             holders.add(client)
@@ -68,6 +71,7 @@ class EventHub:
             holders.discard(client)
             if not holders and channel != EVENTS_CHANNEL:
                 del self._holders[channel]
+                del self._topics[channel]
                 gone.append(channel)
         if gone:
             await self._pubsub.unsubscribe(*gone)
@@ -102,8 +106,7 @@ class EventHub:
             holders = self._holders.get(channel)
             if not holders:
                 continue
-            data: bytes = message["data"]
-            payload = fleet_event(data) if channel == EVENTS_CHANNEL else data
+            payload = client_message(self._topics[channel], message["data"])
             for client in list(holders):
                 client.offer(payload)
 
@@ -111,6 +114,7 @@ class EventHub:
         for client in {c for holders in self._holders.values() for c in holders}:
             client.feed_lost()
         self._holders = {}
+        self._topics = {EVENTS_CHANNEL: FLEET}
         # A pub/sub object resubscribes what it knew when it reconnects; start clean instead.
         broken, self._pubsub = self._pubsub, self._redis.pubsub()
         with contextlib.suppress(RedisError, OSError):

@@ -2,8 +2,9 @@
 
 Client messages are decoded with orjson and checked by validators compiled
 with fastjsonschema; answers are encoded here. Topics: ``fleet`` (the
-``events`` channel; scope ``nodes:read``) and ``node:<id>`` (``live:{id}``;
-scope ``metrics:read``).
+``events`` channel; scope ``nodes:read``), ``node:<id>`` (``live:{id}``;
+scope ``metrics:read``) and ``command:<id>`` (``command:{id}``, where the
+commands service publishes progress; scope ``commands:read``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import orjson
 
 from sm_gateway.schema_validators import compile_validators, decode_message
 from sm_shared.contracts import spec_path
-from sm_shared.scopes import METRICS_READ, NODES_READ
-from sm_shared.streams import EVENTS_CHANNEL, live_metrics_channel
+from sm_shared.scopes import COMMANDS_READ, METRICS_READ, NODES_READ
+from sm_shared.streams import EVENTS_CHANNEL, command_channel, live_metrics_channel
 
 SCHEMA_NAME: Final = "events-protocol.json"
 CLIENT_MESSAGE_TYPES: Final = ("subscribe", "unsubscribe")
 SERVER_MESSAGE_TYPES: Final = ("subscribed", "error")
 FLEET: Final = "fleet"
 NODE_PREFIX: Final = "node:"
+COMMAND_PREFIX: Final = "command:"
 # A token must carry at least one of these to open the stream at all.
-STREAM_SCOPES: Final = frozenset({NODES_READ, METRICS_READ})
+STREAM_SCOPES: Final = frozenset({NODES_READ, METRICS_READ, COMMANDS_READ})
 
 
 class EventCloseCode(IntEnum):
@@ -38,14 +40,22 @@ class EventCloseCode(IntEnum):
 
 
 def topic_scope(topic: str) -> str:
-    return NODES_READ if topic == FLEET else METRICS_READ
+    if topic == FLEET:
+        return NODES_READ
+    return COMMANDS_READ if topic.startswith(COMMAND_PREFIX) else METRICS_READ
 
 
 def topic_channel(topic: str) -> str:
     """The Redis pub/sub channel behind a topic."""
     if topic == FLEET:
         return EVENTS_CHANNEL
+    if topic.startswith(COMMAND_PREFIX):
+        return command_channel(topic.removeprefix(COMMAND_PREFIX))
     return live_metrics_channel(topic.removeprefix(NODE_PREFIX))
+
+
+def is_command_topic(topic: str) -> bool:
+    return topic.startswith(COMMAND_PREFIX)
 
 
 def problem(status: int, detail: str, topics: Iterable[str]) -> dict[str, Any]:
@@ -88,3 +98,17 @@ class EventProtocol:
 def fleet_event(raw: bytes) -> bytes:
     """The client message for an ``events`` channel message (embedded as published)."""
     return orjson.dumps({"type": "event", "topic": FLEET, "event": orjson.Fragment(raw)})
+
+
+def progress_event(topic: str, raw: bytes) -> bytes:
+    """The client message for a ``command:{id}`` channel message (embedded as published)."""
+    return orjson.dumps({"type": "progress", "topic": topic, "event": orjson.Fragment(raw)})
+
+
+def client_message(topic: str, raw: bytes) -> bytes:
+    """What a client holding ``topic`` is sent for a message of the topic's channel."""
+    if topic == FLEET:
+        return fleet_event(raw)
+    if is_command_topic(topic):
+        return progress_event(topic, raw)
+    return raw  # live:{node} messages are published in the client's format already

@@ -3,10 +3,12 @@
 One task reads, with one blocking ``XREAD``, two streams:
 
 - ``gateway:{id}:inbox``: deliveries for the agents this gateway holds, each
-  with a ``kind`` that picks its handler (``revoke`` today: close the node's
-  connection with 4003; issue 4 adds ``execution``). Handled entries are
-  deleted; the stream itself is deleted on a clean shutdown (``delete``).
-  Read from the start: whatever is in it is addressed to this process.
+  with a ``kind`` that picks its handler (``revoke``: close the node's
+  connection with 4003; ``execute`` and ``cancel``: queue ``frame`` to the
+  node's connection, or drop it when the node is not held here). Handlers
+  never wait for an agent. Handled entries are deleted; the stream itself is
+  deleted on a clean shutdown (``delete``). Read from the start: whatever is
+  in it is addressed to this process.
 - ``revocations`` (the registry's, read from its end as of start): every
   gateway forgets the revoked node's credential, so no cached success lets
   it reconnect, and closes its connection if it holds one.
@@ -28,7 +30,7 @@ from sm_gateway.instruments import Instruments
 from sm_shared.streams import REVOCATIONS_STREAM, gateway_inbox
 
 BLOCK_MS: Final = 5_000
-BATCH: Final = 100
+BATCH: Final = 1000  # a command to thousands of nodes arrives as thousands of entries
 RETRY_PAUSE: Final = 1.0
 
 # A delivery's fields (bytes, as Redis returns them) → done.

@@ -42,10 +42,10 @@ class Instruments:
             ["path", "status"],
             registry=self.registry,
         )
-        # Heartbeat pipeline (agents → the metrics stream).
+        # The batch pipeline (agents → the metrics and results streams).
         self.batch_size = Histogram(
             "gateway_heartbeat_batch_size",
-            "Heartbeats written per pipelined batch",
+            "Entries (heartbeats, reports, connections) written per pipelined batch",
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
@@ -67,11 +67,25 @@ class Instruments:
         )
         self.pending = Gauge(
             "gateway_heartbeats_pending",
-            "Heartbeats received and not yet written",
+            "Entries (heartbeats, reports, connections) received and not yet written",
+            registry=self.registry,
+        )
+        self.pending_bytes = Gauge(
+            "gateway_pending_bytes",
+            "Bytes of the frames received and not yet written",
+            registry=self.registry,
+        )
+        self.results_written = Counter(
+            "gateway_results_written",
+            "Entries appended to the results stream, by type (report, online)",
+            ["type"],
             registry=self.registry,
         )
         self.acks = Counter(
             "gateway_agent_acks", "Ack messages sent to agents", registry=self.registry
+        )
+        self.result_acks = Counter(
+            "gateway_result_acks", "result_ack messages sent to agents", registry=self.registry
         )
         # Facts, deliveries, revocations.
         self.facts_updates = Counter(
@@ -84,6 +98,14 @@ class Instruments:
             "gateway_inbox_deliveries",
             "Inbox entries handled, by kind (unknown kinds counted as 'unknown')",
             ["kind"],
+            registry=self.registry,
+        )
+        self.inbox_drops = Counter(
+            "gateway_inbox_drops",
+            "Deliveries not sent, by kind and reason (not_held: the node is not connected here;"
+            " invalid: not a valid message of its kind; full: the agent's send queue is full)."
+            " The commands service's reconciliation sends them again where the node is",
+            ["kind", "reason"],
             registry=self.registry,
         )
         self.revocations = Counter(

@@ -4,7 +4,8 @@ Every incoming message is decoded and validated in one pass by a msgspec
 decoder of the Structs in ``agent_messages`` (which mirror the schema); a
 violation becomes a :class:`ProtocolError` carrying the close code the
 contract assigns. The gateway's own messages are checked the same way before
-they are sent.
+they are sent; so are the ``execute`` and ``cancel`` frames the core writes
+to the inbox (:meth:`Protocol.delivery`), which are then sent as written.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ SCHEMA_NAME: Final = "agent-protocol.json"
 SUPPORTED_VERSIONS: Final[tuple[int, ...]] = (1,)
 AGENT_MESSAGE_TYPES: Final = tuple(AGENT_MESSAGES)
 GATEWAY_MESSAGE_TYPES: Final = tuple(GATEWAY_MESSAGES)
+# Inbox deliveries that are gateway messages, sent to the agent as the core wrote them.
+DELIVERY_KINDS: Final = ("execute", "cancel")
 # The range the contract allows for a welcome's backlog_rate (heartbeats per second).
 BACKLOG_RATE_RANGE: Final = (0.1, 1000.0)
 MAX_REASON_BYTES: Final = 123  # RFC 6455: a close reason fits in a control frame
@@ -134,6 +137,23 @@ class Protocol:
 
     def ack(self, version: int, upto: int) -> str:
         return self.validate("ack", {"v": version, "type": "ack", "upto": upto}).decode()
+
+    def result_ack(self, version: int, execution_id: str, upto: int) -> str:
+        message = {"v": version, "type": "result_ack", "execution_id": execution_id, "upto": upto}
+        return self.validate("result_ack", message).decode()
+
+    def delivery(self, kind: str, frame: bytes) -> str | None:
+        """The text of an inbox ``frame`` if it is a valid gateway message of ``kind``
+        (``execute``, ``cancel``) for version ``v``; None otherwise. Never re-encoded:
+        the agent checks the signature over the order exactly as the core wrote it."""
+        if kind not in DELIVERY_KINDS:
+            return None
+        try:
+            decoded = self._outgoing.decode(frame)
+            text = frame.decode()
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        return text if isinstance(decoded, GATEWAY_MESSAGES[kind]) else None
 
 
 def violation(raw: str, error: msgspec.ValidationError) -> ProtocolError:

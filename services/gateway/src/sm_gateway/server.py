@@ -4,9 +4,11 @@
 the handshake authentication of both WebSockets are answered in
 ``process_request``, before any WebSocket exists: a refused credential or
 token never gets a connection. ``/agent/ws`` serves agents (``session``),
-``/events/ws`` clients (``event_client``). Background tasks: the heartbeat
-batcher, the inbox and revocations reader, the facts reporter and the
-event hub. Per-message compression is off (it costs about 4 times the memory
+``/events/ws`` clients (``event_client``). Background tasks: the batcher
+(heartbeats → ``metrics``, execution reports and connections → ``results``),
+the inbox and revocations reader (``execute`` and ``cancel`` deliveries are
+queued to the node's session if this gateway holds it, else dropped), the
+facts reporter and the event hub. Per-message compression is off (it costs about 4 times the memory
 per connection).
 """
 
@@ -30,7 +32,7 @@ from websockets.http11 import Request, Response
 
 from sm_gateway import probes
 from sm_gateway.authenticator import Authenticator, NodeIdentity, NodeRefused
-from sm_gateway.batcher import HeartbeatBatcher
+from sm_gateway.batcher import Batcher
 from sm_gateway.event_client import ClientParts, EventClient
 from sm_gateway.event_hub import EventHub
 from sm_gateway.event_protocol import STREAM_SCOPES, EventProtocol
@@ -38,7 +40,7 @@ from sm_gateway.facts_reporter import FactsReporter
 from sm_gateway.inbox import Inbox
 from sm_gateway.instruments import Instruments
 from sm_gateway.presence import Presence
-from sm_gateway.protocol import CloseCode, Protocol, backlog_rate
+from sm_gateway.protocol import DELIVERY_KINDS, CloseCode, Protocol, backlog_rate
 from sm_gateway.session import AgentSession, SessionParts
 from sm_gateway.settings import GatewaySettings
 from sm_shared.service_token import RegistryUnavailable, ServiceToken
@@ -92,19 +94,23 @@ class Gateway:
             registry, service_token, cache_seconds=settings.auth_cache_seconds
         )
         self.presence = Presence(redis, settings.gateway_id, settings.heartbeat_interval)
-        self.batcher = HeartbeatBatcher(
+        self.batcher = Batcher(
             redis,
             self.presence,
             self.instruments,
             batch_max=settings.batch_max,
             batch_delay=settings.batch_delay,
             max_pending=settings.batch_max_pending,
+            max_pending_bytes=settings.batch_max_pending_bytes,
         )
         self.facts = FactsReporter(redis, registry, service_token, self.instruments)
         self.inbox = Inbox(
             redis,
             settings.gateway_id,
-            {"revoke": self._revoke_delivery},
+            {
+                "revoke": self._revoke_delivery,
+                **{kind: self._forward_delivery for kind in DELIVERY_KINDS},
+            },
             self._revoked,
             self.instruments,
         )
@@ -118,6 +124,7 @@ class Gateway:
             instruments=self.instruments,
             heartbeat_interval=settings.heartbeat_interval,
             hello_timeout=settings.hello_timeout,
+            outbox_max=settings.agent_outbox_max,
             backlog_rate=lambda: backlog_rate(settings.backlog_budget, len(self.sessions) or 1),
         )
         self.client_parts = ClientParts(
@@ -125,6 +132,7 @@ class Gateway:
             hub=self.hub,
             instruments=self.instruments,
             max_node_topics=settings.events_max_topics,
+            max_command_topics=settings.events_max_command_topics,
             queue_size=settings.events_queue,
         )
         self.sessions: dict[str, AgentSession] = {}
@@ -160,7 +168,8 @@ class Gateway:
         return probes.problem(404, f"nothing is served at {path[:100]}")
 
     def _authorize_client(self, connection: ServerConnection, request: Request) -> Response | None:
-        """An access token (verified locally) with nodes:read or metrics:read opens the stream."""
+        """An access token (verified locally) with nodes:read, metrics:read or commands:read
+        opens the stream."""
         token = _bearer(request)
         if token is None:
             return probes.problem(
@@ -177,7 +186,9 @@ class Gateway:
                 {"WWW-Authenticate": 'Bearer realm="events", error="invalid_token"'},
             )
         if not claims.scopes & STREAM_SCOPES:
-            return probes.problem(403, "the token needs scope nodes:read or metrics:read")
+            return probes.problem(
+                403, "the token needs scope nodes:read, metrics:read or commands:read"
+            )
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return None  # not a handshake: websockets answers 400/426
         self._pending[connection] = claims
@@ -247,6 +258,25 @@ class Gateway:
             task = asyncio.create_task(older.replace())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    # ---- deliveries ----
+
+    async def _forward_delivery(self, fields: dict[bytes, bytes]) -> None:
+        """Inbox ``execute``/``cancel``: queue the frame, as written, to the node's session
+        here; dropped (and counted) when the node is not held here or the frame is not
+        a valid message of its kind. Never waits for the agent."""
+        kind = fields.get(b"kind", b"").decode()
+        session = self.sessions.get(fields.get(b"node_id", b"").decode(errors="replace"))
+        if session is None:
+            self.instruments.inbox_drops.labels(kind, "not_held").inc()
+            return
+        frame = self.protocol.delivery(kind, fields.get(b"frame", b""))
+        if frame is None:
+            self.instruments.inbox_drops.labels(kind, "invalid").inc()
+            log.warning("inbox: an invalid %s frame for node %s dropped", kind, session.node_id)
+            return
+        if not session.deliver(frame):
+            self.instruments.inbox_drops.labels(kind, "full").inc()
 
     # ---- revocations ----
 

@@ -1,13 +1,26 @@
 """One agent's connection, from hello to close.
 
-hello (within the hello timeout) → version negotiated → presence set →
-welcome (with this connection's share of the backlog budget) → facts
-reported → each heartbeat validated and handed to the batcher, which writes
-it, refreshes presence and calls back ``acknowledge`` once it is durable
-(the ack goes out as a cumulative ``ack {upto}``) → on close, presence and
-route released if still this connection's. A protocol violation closes this
-connection only, with the code the contract assigns; Redis failing closes it
-with 1011 (``fail``), a revocation with 4003 (``revoke``).
+hello (within the hello timeout) → version negotiated → claimed as the
+node's connection here → presence and route set → welcome (with this
+connection's share of the backlog budget) → established: an ``online`` entry
+goes to the batcher (the commands service then sends the node's pending
+executions) and deliveries start flowing → facts reported → each heartbeat
+and each execution report validated and handed to the batcher, which writes
+it and calls back ``acknowledge`` (heartbeats: a cumulative ``ack {upto}``)
+or ``acknowledge_reports`` (a ``result_ack {execution_id, upto}``) once it is
+durable → on close, presence and route released if still this connection's.
+
+Everything the gateway sends after welcome goes through one writer task,
+started when there is something to send and ended when there is nothing
+left: acks first (coalesced: only the newest ``upto`` is sent), then
+result acks (coalesced per execution), then deliveries (``execute`` and
+``cancel`` frames from the inbox, in order, as written by the core). A
+delivery never waits for a slow agent: :meth:`AgentSession.deliver` queues
+it, or refuses it when ``outbox_max`` deliveries already wait.
+
+A protocol violation closes this connection only, with the code the contract
+assigns; Redis failing closes it with 1011 (``fail``), a revocation with 4003
+(``revoke``).
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,9 +36,9 @@ import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from sm_gateway.agent_messages import FactsChanged, Heartbeat, Hello
+from sm_gateway.agent_messages import AGENT_MESSAGES, REPORTS, FactsChanged, Heartbeat, Hello
 from sm_gateway.authenticator import NodeIdentity
-from sm_gateway.batcher import HeartbeatBatcher, Received
+from sm_gateway.batcher import Batcher, HeartbeatEntry, OnlineEntry, ReportEntry
 from sm_gateway.facts_reporter import FactsReporter
 from sm_gateway.instruments import Instruments
 from sm_gateway.presence import Presence
@@ -39,11 +53,13 @@ class SessionParts:
 
     protocol: Protocol
     presence: Presence
-    batcher: HeartbeatBatcher
+    batcher: Batcher
     facts: FactsReporter
     instruments: Instruments
     heartbeat_interval: float
     hello_timeout: float
+    # Deliveries queued for one agent at most; beyond, they are refused (dropped).
+    outbox_max: int
     # The welcome's backlog_rate for a new connection, given the connections held now.
     backlog_rate: Callable[[], float]
 
@@ -57,10 +73,13 @@ class AgentSession:
         self.connected_at: float | None = None
         self.replaced = False
         self.ended = False
+        self.established = False  # welcome sent: the gateway may send anything now
         self._received = 0  # heartbeats received on this connection
         self._ack_wanted = 0
         self._ack_sent = 0
-        self._ack_task: asyncio.Task[None] | None = None
+        self._report_acks: dict[str, int] = {}  # execution id → seq, not yet sent
+        self._outbox: deque[str] = deque()  # deliveries, in order
+        self._writer: asyncio.Task[None] | None = None
         self._failed = False
         self._newest_sent_at = float("-inf")
         self._closing: asyncio.Task[None] | None = None
@@ -90,6 +109,9 @@ class AgentSession:
                 self.version, self.node_id, parts.heartbeat_interval, parts.backlog_rate()
             )
             await self.ws.send(welcome)
+            self.established = True
+            self._kick()  # deliveries that arrived since the claim
+            await parts.batcher.submit(OnlineEntry(self, self.connected_at))
             parts.facts.report(self.node_id, msgspec.to_builtins(hello.facts))
             log.info("node %s connected (protocol %d)", self.node_id, self.version)
             await self._serve()
@@ -109,11 +131,22 @@ class AgentSession:
     async def _serve(self) -> None:
         parts = self._parts
         decode = parts.protocol.decode
-        counted = {kind: parts.instruments.messages.labels(kind) for kind in ("heartbeat", "facts")}
+        counted = {
+            kind: parts.instruments.messages.labels(name) for name, kind in AGENT_MESSAGES.items()
+        }
         async for raw in self.ws:
             message = decode(raw)
-            if isinstance(message, Heartbeat):
-                counted["heartbeat"].inc()
+            if isinstance(message, REPORTS):
+                counted[type(message)].inc()
+                # The frame's bytes as received (and validated) go to the results stream.
+                frame = raw.encode() if isinstance(raw, str) else raw
+                await parts.batcher.submit(
+                    ReportEntry(
+                        self, frame, round(time.time(), 3), message.execution_id, message.seq
+                    )
+                )
+            elif isinstance(message, Heartbeat):
+                counted[Heartbeat].inc()
                 self._received += 1
                 sent_at = message.sent_at
                 live = sent_at >= self._newest_sent_at
@@ -122,10 +155,10 @@ class AgentSession:
                 # The frame's bytes as received (and validated) go to the metrics stream.
                 frame = raw.encode() if isinstance(raw, str) else raw
                 await parts.batcher.submit(
-                    Received(self, frame, round(time.time(), 3), self._received, live)
+                    HeartbeatEntry(self, frame, round(time.time(), 3), self._received, live)
                 )
             elif isinstance(message, FactsChanged):
-                counted["facts"].inc()
+                counted[FactsChanged].inc()
                 parts.facts.report(self.node_id, msgspec.to_builtins(message.facts))
             else:
                 raise ProtocolError(CloseCode.POLICY_VIOLATION, "hello after hello")
@@ -150,20 +183,55 @@ class AgentSession:
         if self._failed or upto <= self._ack_wanted:
             return
         self._ack_wanted = upto
-        if self._ack_task is None:
-            self._ack_task = asyncio.create_task(self._send_acks())
+        self._kick()
 
-    async def _send_acks(self) -> None:
+    def acknowledge_reports(self, execution_id: str, upto: int) -> None:
+        """The reports of ``execution_id`` up to ``seq`` ``upto`` are durable: tell the agent
+        (coalesced per execution, never blocks)."""
+        if self._failed:
+            return
+        if upto >= self._report_acks.get(execution_id, 0):
+            self._report_acks[execution_id] = upto
+        self._kick()
+
+    def deliver(self, frame: str) -> bool:
+        """Queue an ``execute`` or ``cancel`` frame for the agent, never waiting; False
+        (dropped) when the connection is ending or ``outbox_max`` deliveries already wait."""
+        if self._failed or self.ended or self.replaced or self._closing is not None:
+            return False
+        if len(self._outbox) >= self._parts.outbox_max:
+            return False
+        self._outbox.append(frame)
+        self._kick()
+        return True
+
+    def _kick(self) -> None:
+        if self._writer is None and self.established and not self._failed:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        """Send what waits (acks, result acks, deliveries) until nothing does."""
+        protocol, instruments = self._parts.protocol, self._parts.instruments
         try:
-            while self._ack_sent < self._ack_wanted and not self._failed:
-                upto = self._ack_wanted
-                await self.ws.send(self._parts.protocol.ack(self.version, upto))
-                self._ack_sent = upto
-                self._parts.instruments.acks.inc()
+            while not self._failed:
+                if self._ack_sent < self._ack_wanted:
+                    upto = self._ack_wanted
+                    await self.ws.send(protocol.ack(self.version, upto))
+                    self._ack_sent = upto
+                    instruments.acks.inc()
+                elif self._report_acks:
+                    execution_id = next(iter(self._report_acks))
+                    seq = self._report_acks.pop(execution_id)
+                    await self.ws.send(protocol.result_ack(self.version, execution_id, seq))
+                    instruments.result_acks.inc()
+                elif self._outbox:
+                    await self.ws.send(self._outbox.popleft())
+                else:
+                    break
         except ConnectionClosed:
             pass
         finally:
-            self._ack_task = None
+            self._writer = None
 
     def fail(self) -> None:
         """Redis did not take this connection's heartbeats: nothing more is acked; close 1011."""

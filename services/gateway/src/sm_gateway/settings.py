@@ -31,12 +31,19 @@ class GatewaySettings(CoreSettings):
     # Buffered heartbeats per second all agents together may send on top of live ones;
     # each welcome offers this divided by the connections held (agent protocol: backlog_rate).
     backlog_budget: float = Field(default=2000.0, gt=0)
-    # Heartbeats are written to Redis in pipelined batches shared by every connection:
-    # a batch is flushed when it holds this many heartbeats or is this old.
+    # Heartbeats and execution reports are written to Redis in pipelined batches shared
+    # by every connection: a batch is flushed when it holds this many entries or is this old.
     batch_max: int = Field(default=500, ge=1)
     batch_delay: float = Field(default=0.005, ge=0)
-    # Heartbeats received but not yet written; above it, connections stop being read.
+    # Entries (heartbeats, execution reports) received but not yet written, and the bytes
+    # of their frames; above either, connections stop being read.
     batch_max_pending: int = Field(default=20_000, ge=1)
-    # Client event stream (/events/ws): node topics per connection, messages queued per client.
+    batch_max_pending_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    # Deliveries (execute, cancel) queued for one agent; beyond, they are dropped (the
+    # commands service's reconciliation sends them again).
+    agent_outbox_max: int = Field(default=256, ge=1)
+    # Client event stream (/events/ws): node and command topics per connection, messages
+    # queued per client.
     events_max_topics: int = Field(default=200, ge=1)
+    events_max_command_topics: int = Field(default=50, ge=1)
     events_queue: int = Field(default=256, ge=1)
