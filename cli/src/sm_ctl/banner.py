@@ -24,6 +24,8 @@ FINGERPRINT = "CA fingerprint (SHA-256)"
 API = "API"
 GATEWAY = "Gateway"
 AGENT = "Local agent"
+# The remote control the local agent allows (sm_ctl.local_agent.CONTROL_NOTE).
+AGENT_CONTROL = "Local agent allows"
 PROCESSES = "Processes"
 READY = "Server Manager is ready"
 

@@ -285,6 +285,7 @@ class Launch:
             if agent is None:
                 return
             notes.append((banner.AGENT, agent))
+            notes.append((banner.AGENT_CONTROL, local_agent.CONTROL_NOTE))
         report(
             Started(
                 keys=current_keys(self.data),

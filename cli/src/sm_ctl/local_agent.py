@@ -18,6 +18,16 @@ CONFIG = "agent.toml"
 # What enrollment leaves (sm_agent.state): credential, pinned CA, node identity,
 # and the heartbeat sequence reserved for the current boot.
 STATE_FILES = ("credential", "ca.pem", "node.json", "sequence")
+# Remote control: the local agent runs on the operator's own machine, as the
+# operator, so up enables every kind (a node installed by hand enables none).
+CONTROL = {
+    "allow_shell": True,
+    "allow_service": True,
+    "allow_logs": True,
+    "log_roots": ["/var/log"],
+}
+# What up's banner says about it (banner.AGENT_CONTROL).
+CONTROL_NOTE = "shell commands, service control and logs (under /var/log) — see agent.toml"
 
 
 def agent_dir(data: DataDir) -> Path:
@@ -42,7 +52,12 @@ def write_config(data: DataDir, api_url: str, gateway_url: str) -> Path:
     """
     state = agent_dir(data)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    settings = {"server": api_url, "gateway_urls": gateway_url, "state_dir": str(state)}
+    settings: dict[str, object] = {
+        "server": api_url,
+        "gateway_urls": gateway_url,
+        "state_dir": str(state),
+        **CONTROL,
+    }
     if not enrolled(data):
         settings["enrollment_key"] = data.enrollment_key.read_text().strip()
     config = state / CONFIG
