@@ -183,3 +183,59 @@ def test_typed_keys_from_file_environment_and_flags(tmp_path: Path) -> None:
 def test_bad_environment_values_say_where_they_came_from(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings({}, env={"XDG_CONFIG_HOME": "/nonexistent", **env})
+
+
+def test_remote_control_settings_default_off(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    settings = load_settings({"config": str(empty)}, env={})
+    assert (settings.allow_shell, settings.allow_service, settings.allow_logs) == (False,) * 3
+    assert settings.shell_user is None
+    assert settings.allowed_users == ()
+    assert settings.service_units == ("*",)
+    assert settings.log_roots == ("/var/log",)
+    assert settings.max_output_bytes == 1024 * 1024
+    assert settings.max_executions == 8
+    assert settings.kill_grace == 5.0
+
+
+def test_remote_control_settings_from_file_env_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'allow_shell = true\nshell_user = "deploy"\nallowed_users = ["deploy", "www-data"]\n'
+        'service_units = ["nginx.service", "app-*"]\nlog_roots = ["/var/log", "/srv/logs"]\n'
+        "max_output_bytes = 65536\nmax_executions = 2\nkill_grace = 1.5\n"
+    )
+    env = {"SM_AGENT_ALLOW_LOGS": "yes", "SM_AGENT_LOG_ROOTS": "/opt/app/log, /var/log"}
+    settings = load_settings({"config": str(config), "allow_service": True}, env=env)
+    assert (settings.allow_shell, settings.allow_service, settings.allow_logs) == (True,) * 3
+    assert settings.shell_user == "deploy"
+    assert settings.allowed_users == ("deploy", "www-data")
+    assert settings.service_units == ("nginx.service", "app-*")
+    assert settings.log_roots == ("/opt/app/log", "/var/log")
+    assert (settings.max_output_bytes, settings.max_executions) == (65536, 2)
+    assert settings.kill_grace == 1.5
+    # A flag turns it off again.
+    assert not load_settings({"config": str(config), "allow_shell": False}, env={}).allow_shell
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('allow_shell = "maybe"', "allow_shell must be true or false"),
+        ('shell_user = "Root!"', "shell_user: 'Root!' is not a user name"),
+        ("allowed_users = [1]", "allowed_users must be a list of user names"),
+        ('log_roots = ["var/log"]', "is not an absolute path"),
+        ('log_roots = ["/"]', "would allow every file"),
+        ('service_units = ["a b"]', "is not a unit name or glob"),
+        ("max_output_bytes = 10", "max_output_bytes must be at least 1024"),
+        ("max_executions = 0", "max_executions must be at least 1"),
+        ("kill_grace = -1", "kill_grace must be between 0 and 300 seconds"),
+    ],
+)
+def test_remote_control_settings_are_checked(tmp_path: Path, line: str, message: str) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(line + "\n")
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")) as caught:
+        load_settings({"config": str(config)}, env={})
+    assert str(config) in str(caught.value)
