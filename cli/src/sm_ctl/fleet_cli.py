@@ -9,6 +9,7 @@ facts, labels and status, and its latest metrics when the core has any.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -21,8 +22,20 @@ from rich.table import Table
 
 from sm_ctl.remote import DataDirOption, KeyOption, Remote, RemoteError, ServerOption, endpoint
 
-out = Console(soft_wrap=True, highlight=False, emoji=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+# Piped output is not squeezed into 80 columns (rich's default off a terminal).
+PIPE_WIDTH = 240
+
+
+def console(*, stderr: bool = False, markup: bool = True) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPE_WIDTH
+    return Console(
+        stderr=stderr, soft_wrap=True, highlight=False, emoji=False, markup=markup, width=width
+    )
+
+
+out = console()
+err = console(stderr=True)
 
 node_app = typer.Typer(help="One node of the fleet.", no_args_is_help=True)
 
@@ -119,7 +132,8 @@ def nodes(
 
     found = with_remote(server, key, data_dir, work)
     table = Table(title=f"{len(found)} node{'s' if len(found) != 1 else ''}", title_justify="left")
-    for column in ("ID", "HOSTNAME", "STATUS", "GROUP", "LABELS", "LAST SEEN"):
+    table.add_column("ID", no_wrap=True, min_width=36)  # whole, for copying
+    for column in ("HOSTNAME", "STATUS", "GROUP", "LABELS", "LAST SEEN"):
         table.add_column(column, overflow="fold")
     for node in found:
         status_text = node["status"]

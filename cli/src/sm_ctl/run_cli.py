@@ -53,6 +53,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sm_ctl.fleet_cli import all_nodes, err, fail
+from sm_ctl.fleet_cli import console as fleet_console
 from sm_ctl.remote import DataDirOption, KeyOption, Remote, RemoteError, ServerOption, endpoint
 
 TERMINAL: Final = frozenset({"succeeded", "failed", "timed_out", "cancelled", "expired", "refused"})
@@ -348,7 +349,7 @@ async def follow(
     remote: Remote, command: dict[str, Any], labels: dict[str, str], interrupted: asyncio.Event
 ) -> tuple[Tracker, bool]:
     """Follow ``command`` until every execution finished (or Ctrl-C); (tracker, cancelled)."""
-    console = Console(soft_wrap=True, highlight=False, emoji=False, markup=False)
+    console = fleet_console(markup=False)
     tracker = Tracker(remote, command["id"], labels, console, err)
     for execution in command["executions"]:
         tracker.executions[execution["id"]] = execution
@@ -401,9 +402,9 @@ async def follow(
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-    if cancelled:
-        with contextlib.suppress(RemoteError):
-            await tracker.sync(poll_output=False)
+    # The final word (times, exit codes, what a cancel stopped) comes from REST.
+    with contextlib.suppress(RemoteError):
+        await tracker.sync(poll_output=False)
     return tracker, cancelled
 
 
@@ -516,7 +517,7 @@ async def _run(body: dict[str, Any], where: Any) -> int:
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         await remote.aclose()
-    out = Console(soft_wrap=True, highlight=False, emoji=False)
+    out = fleet_console()
     out.print(summary_table(tracker))
     states = Counter(x["state"] for x in tracker.executions.values())
     out.print(
