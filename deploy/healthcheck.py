@@ -8,9 +8,10 @@ worker|api``), so the check finds out what this container runs from the
 * an HTTP service: ``GET /readyz`` on its port answers 200 (its database and
   Redis are reachable); the certificate is not verified, since this asks the
   process in this very container whether it is ready, not whom to trust;
-* the worker and the metrics ingest (no HTTP listener): their health key
-  exists in ``SM_REDIS_URL`` (each refreshes it every few seconds: arq's
-  health-check key, ``metrics-ingest:health``).
+* the worker, the metrics ingest and the commands consumer (no HTTP
+  listener): their health key exists in ``SM_REDIS_URL`` (each refreshes it
+  every few seconds: arq's health-check key, ``metrics-ingest:health``,
+  ``commands-consumer:health``).
 
 Usage: ``healthcheck.py`` (discover), ``healthcheck.py --pid PID`` (that
 process), ``healthcheck.py --url URL`` (just this URL). Exit 0 healthy, 1 not.
@@ -44,8 +45,15 @@ WORKER_HEALTH_KEY = "arq:queue:health-check"
 METRICS_INGEST = "metrics-ingest"
 # sm_shared.streams.METRICS_INGEST_HEALTH_KEY (a test keeps the two equal).
 INGEST_HEALTH_KEY = "metrics-ingest:health"
+COMMANDS_CONSUMER = "commands-consumer"
+# sm_shared.streams.COMMANDS_CONSUMER_HEALTH_KEY (a test keeps the two equal).
+CONSUMER_HEALTH_KEY = "commands-consumer:health"
 # The processes checked by a key in Redis, not over HTTP.
-HEALTH_KEYS: dict[str, str] = {WORKER: WORKER_HEALTH_KEY, METRICS_INGEST: INGEST_HEALTH_KEY}
+HEALTH_KEYS: dict[str, str] = {
+    WORKER: WORKER_HEALTH_KEY,
+    METRICS_INGEST: INGEST_HEALTH_KEY,
+    COMMANDS_CONSUMER: CONSUMER_HEALTH_KEY,
+}
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMEOUT = 3.0
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n"})

@@ -65,9 +65,17 @@ K8S_VERSION = "1.30"
 # The services image's name in docker-compose.yml and k8s/.
 SERVICES_IMAGE = "server-manager"
 # Services that open a SQLite database (the worker writes metrics' and commands').
-SQLITE_WORKLOADS = ("registry", "metrics", "commands", "worker", "metrics-ingest")
-# Processes without a listener (`smctl serve worker|metrics-ingest`): checked by a key in Redis.
-BACKGROUND = ("worker", "metrics-ingest")
+SQLITE_WORKLOADS = (
+    "registry",
+    "metrics",
+    "commands",
+    "worker",
+    "metrics-ingest",
+    "commands-consumer",
+)
+# Processes without a listener (`smctl serve worker|metrics-ingest|commands-consumer`):
+# checked by a key in Redis.
+BACKGROUND = ("worker", "metrics-ingest", "commands-consumer")
 # The OpenAPI documents (openapi/) each service's wheel carries (hatch force-include).
 SERVICE_DOCUMENTS: dict[str, tuple[str, ...]] = {
     "registry": ("registry.yaml",),
@@ -643,6 +651,13 @@ def test_healthcheck_of_the_metrics_ingest_reads_its_health_key(redis_url: str) 
     client.set(key, "{}")
     client.close()
     assert healthcheck.check_key(redis_url, key) == (True, f"{key} present")
+
+
+def test_healthcheck_of_the_commands_consumer_reads_its_health_key() -> None:
+    from sm_shared.streams import COMMANDS_CONSUMER_HEALTH_KEY
+
+    assert healthcheck.CONSUMER_HEALTH_KEY == COMMANDS_CONSUMER_HEALTH_KEY  # the key it sets
+    assert healthcheck.HEALTH_KEYS["commands-consumer"] == COMMANDS_CONSUMER_HEALTH_KEY
 
 
 # ---------------------------------------------------------------- docker-compose.yml

@@ -95,6 +95,7 @@ def test_up_prints_the_keys_serves_tls_and_stops_cleanly(
         "redis",
         "api",
         "metrics-ingest",
+        "commands-consumer",
         "worker",
         "gateway",
         "agent",
@@ -155,7 +156,7 @@ def test_a_dead_child_is_restarted(core: tuple[UpProcess, banner.Banner]) -> Non
     wait_for(ready_again, 30, "the restarted API to answer")
     assert not alive(api)
     # The others were left alone.
-    for name in ("redis", "metrics-ingest", "worker", "gateway", "agent"):
+    for name in ("redis", "metrics-ingest", "commands-consumer", "worker", "gateway", "agent"):
         assert alive(facts.processes[name]), name
     assert up.stop() == 0
 

@@ -24,6 +24,8 @@ class Service(StrEnum):
     WORKER = "worker"
     # The metrics stream's consumer (heartbeats → the metrics database); no listener.
     METRICS_INGEST = "metrics-ingest"
+    # The results stream's consumer and the audit writer (→ the commands database); no listener.
+    COMMANDS_CONSUMER = "commands-consumer"
 
 
 HTTP_APIS: tuple[Service, ...] = (Service.REGISTRY, Service.METRICS, Service.COMMANDS)
@@ -35,7 +37,7 @@ def default_port(service: Service) -> int:
     """The port a service listens on when run alone (``sm_shared.routes.DEFAULT_PORTS``)."""
     if service is Service.API:
         return API_PORT
-    if service in (Service.WORKER, Service.METRICS_INGEST):
+    if service in (Service.WORKER, Service.METRICS_INGEST, Service.COMMANDS_CONSUMER):
         return 0
     port: int = DEFAULT_PORTS[service.value]  # type: ignore[index]
     return port

@@ -40,7 +40,11 @@ from sm_ctl.supervisor import Child, ChildSpec, Supervisor, log_tail
 from sm_ctl.worker import HEALTH_CHECK_KEY
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
-from sm_shared.streams import METRICS_INGEST_HEALTH_KEY, presence_key
+from sm_shared.streams import (
+    COMMANDS_CONSUMER_HEALTH_KEY,
+    METRICS_INGEST_HEALTH_KEY,
+    presence_key,
+)
 
 WILDCARDS = {"", "0.0.0.0", "::"}
 
@@ -192,7 +196,7 @@ class Launch:
         return env
 
     def service_specs(self) -> list[ChildSpec]:
-        """The API, gateway, metrics ingest and worker processes."""
+        """The API, gateway, metrics ingest, commands consumer and worker processes."""
         env = self._child_env()
         options = self.options
         common = ("--data-dir", str(self.data.root), "--host", options.host)
@@ -216,6 +220,12 @@ class Launch:
                 self.logs / "metrics-ingest.log",
             ),
             ChildSpec(
+                "commands-consumer",
+                _smctl("serve", "commands-consumer", "--data-dir", str(self.data.root)),
+                env,
+                self.logs / "commands-consumer.log",
+            ),
+            ChildSpec(
                 "worker",
                 _smctl("serve", "worker", "--data-dir", str(self.data.root)),
                 env,
@@ -230,6 +240,8 @@ class Launch:
             return http_ready(self.where.gateway_probe, tls)
         if name == "metrics-ingest":
             return redis_key_exists(self.redis_url, METRICS_INGEST_HEALTH_KEY)
+        if name == "commands-consumer":
+            return redis_key_exists(self.redis_url, COMMANDS_CONSUMER_HEALTH_KEY)
         return redis_key_exists(self.redis_url, HEALTH_CHECK_KEY)
 
     async def start_services(self) -> bool:
@@ -357,6 +369,8 @@ async def _forget_health_keys(redis_url: str) -> None:
     """A worker or ingest killed earlier may have left its health key; readiness must see a fresh one."""
     client = Redis.from_url(redis_url)
     try:
-        await client.delete(HEALTH_CHECK_KEY, METRICS_INGEST_HEALTH_KEY)
+        await client.delete(
+            HEALTH_CHECK_KEY, METRICS_INGEST_HEALTH_KEY, COMMANDS_CONSUMER_HEALTH_KEY
+        )
     finally:
         await client.aclose()

@@ -229,6 +229,12 @@ def serve(
 
         ingest(MetricsSettings(data_dir=data.root))
         return
+    if service is Service.COMMANDS_CONSUMER:
+        from sm_commands.consumer import main as consume
+        from sm_commands.settings import CommandsSettings
+
+        consume(CommandsSettings(data_dir=data.root))
+        return
     if service is Service.GATEWAY:
         from sm_ctl import gateway
 

@@ -4,8 +4,8 @@ Each contributor brings a :class:`JobSet`: its functions (enqueued jobs), its
 cron jobs, and the resources they need (opened on worker start, closed on
 stop, reachable in the job context under the set's name). Today that is the
 databases' maintenance (:mod:`sm_ctl.maintenance`) and the metrics rollups and
-retention (:mod:`sm_ctl.metrics_jobs`); commands adds its set (command
-dispatch) to :func:`job_sets`.
+retention (:mod:`sm_ctl.metrics_jobs`) and the commands' dispatch and
+reconciliation (:mod:`sm_ctl.commands_jobs`).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ class JobSet:
 
 def job_sets() -> list[JobSet]:
     """Every contributor's jobs, in the order their resources open."""
+    from sm_ctl.commands_jobs import commands_jobs
     from sm_ctl.maintenance import maintenance_jobs
     from sm_ctl.metrics_jobs import metrics_jobs
 
-    return [maintenance_jobs(), metrics_jobs()]
+    return [maintenance_jobs(), metrics_jobs(), commands_jobs()]
 
 
 def worker_settings(data_dir: Path, redis_url: str, sets: Sequence[JobSet]) -> dict[str, Any]:

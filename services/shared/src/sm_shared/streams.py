@@ -24,6 +24,8 @@ REVOCATIONS_STREAM: Final = "revocations"
 # Set by every metrics ingest process while it runs (a TTL of a few seconds):
 # `up` and the container health check read it, like arq's health-check key.
 METRICS_INGEST_HEALTH_KEY: Final = "metrics-ingest:health"
+# Likewise for the commands consumer process (results consumer and audit writer).
+COMMANDS_CONSUMER_HEALTH_KEY: Final = "commands-consumer:health"
 # Hash node id → Unix time of its last heartbeat (gateways write, the registry reads).
 LAST_SEEN_HASH: Final = "last-seen"
 

@@ -1,0 +1,287 @@
+"""Agents' reports → the database, exactly once (one transaction per batch).
+
+A report is recorded once per (execution, seq): the ``reports`` table holds
+every pair seen, so a report delivered again (a resent spool, a re-read
+stream entry) is recognised and skipped. A report for an unknown execution or
+from another node than the execution's is counted and dropped. States only
+move forward: ``started`` and ``output`` make a queued or sent execution
+``running``; ``finished`` and ``refused`` end one that has not ended (a
+``finished`` also corrects ``expired``: the node did run it); ``refused``
+with code ``replayed`` is informational and changes nothing (nor is its seq
+recorded, so the execution's own seq 0 still counts).
+
+What was recorded comes back as progress events and audit events for the
+caller to publish after the commit, with the commands whose batch window
+has a free place now.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import Connection, Engine, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from sm_commands import command_audit, progress, records
+from sm_commands.schema import TERMINAL, commands, executions, output_chunks, reports
+from sm_shared.audit import AuditEvent
+from sm_shared.database import writer
+
+EARLY: Final = frozenset({"queued", "sent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One agent report as the gateway appended it: the node it came from and the message."""
+
+    node_id: str
+    message: dict[str, Any]
+
+
+@dataclass
+class Counts:
+    """What a batch did with its reports."""
+
+    reports: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    wrong_node: int = 0
+    informational: int = 0
+    late: int = 0
+
+    def nonzero(self) -> dict[str, int]:
+        return {
+            name: getattr(self, name) for name in self.__dataclass_fields__ if getattr(self, name)
+        }
+
+
+@dataclass
+class Outcome:
+    counts: Counts = field(default_factory=Counts)
+    events: list[progress.Event] = field(default_factory=list)
+    audit: list[AuditEvent] = field(default_factory=list)
+    # Commands with a batch window in which an execution ended (a place is free).
+    freed: set[str] = field(default_factory=set)
+
+
+def insert_ignoring(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+
+
+_COLUMNS: Final = (
+    executions.c.id,
+    executions.c.command_id,
+    executions.c.node_id,
+    executions.c.state,
+    executions.c.last_seq,
+    commands.c.actor,
+    commands.c.window,
+)
+
+
+class _Batch:
+    def __init__(self, conn: Connection, outcome: Outcome) -> None:
+        self.conn = conn
+        self.outcome = outcome
+        self.found: dict[str, dict[str, Any]] = {}
+        self.changes: dict[str, dict[str, Any]] = {}
+        self.seen: set[tuple[str, int]] = set()
+        self.new_reports: list[dict[str, Any]] = []
+        self.chunks: list[dict[str, Any]] = []
+        self.touched: set[str] = set()
+
+    def load(self, ids: Sequence[str]) -> None:
+        for part in records.chunked(list(dict.fromkeys(ids))):
+            for row in self.conn.execute(
+                select(*_COLUMNS)
+                .join(commands, commands.c.id == executions.c.command_id)
+                .where(executions.c.id.in_(part))
+            ):
+                self.found[row.id] = dict(row._mapping)
+            self.seen.update(
+                (x, s)
+                for x, s in self.conn.execute(
+                    select(reports.c.execution_id, reports.c.seq).where(
+                        reports.c.execution_id.in_(part)
+                    )
+                )
+            )
+
+    def change(self, ex: dict[str, Any], **values: Any) -> None:
+        ex.update(values)
+        self.changes.setdefault(ex["id"], {}).update(values)
+
+    def ended(self, ex: dict[str, Any]) -> None:
+        self.touched.add(ex["command_id"])
+        if ex["window"] is not None:
+            self.outcome.freed.add(ex["command_id"])
+
+    def apply(self, report: Report) -> None:
+        counts = self.outcome.counts
+        message = report.message
+        execution_id = message["execution_id"]
+        ex = self.found.get(execution_id)
+        if ex is None:
+            counts.unknown += 1
+            return
+        if ex["node_id"] != report.node_id:
+            counts.wrong_node += 1
+            return
+        kind = message["type"]
+        if kind == "refused" and message["code"] == "replayed":
+            counts.informational += 1
+            return
+        seq = int(message["seq"])
+        if (execution_id, seq) in self.seen:
+            counts.duplicates += 1
+            return
+        self.seen.add((execution_id, seq))
+        self.new_reports.append({"execution_id": execution_id, "seq": seq})
+        counts.recorded += 1
+        if ex["last_seq"] is None or seq > ex["last_seq"]:
+            self.change(ex, last_seq=seq)
+        at = float(message["at"])
+        if kind == "started":
+            self._running(ex, at)
+        elif kind == "output":
+            self._output(ex, message, seq, at)
+        elif kind == "finished":
+            self._finished(ex, message)
+        elif kind == "refused":
+            self._refused(ex, message, at)
+
+    def _event(self, ex: dict[str, Any], state: str, at: float, **extra: Any) -> None:
+        self.outcome.events.append(
+            progress.execution_event(ex["command_id"], ex["id"], ex["node_id"], state, at, **extra)
+        )
+
+    def _running(self, ex: dict[str, Any], at: float) -> None:
+        if ex["state"] in EARLY:
+            self.change(ex, state="running", started_at=at)
+            self._event(ex, "running", at)
+
+    def _output(self, ex: dict[str, Any], message: dict[str, Any], seq: int, at: float) -> None:
+        self._running(ex, at)
+        try:
+            data = base64.b64decode(message["data"], validate=True)
+        except (binascii.Error, ValueError):
+            data = b""
+        self.chunks.append(
+            {
+                "execution_id": ex["id"],
+                "stream": message["stream"],
+                "offset": int(message["offset"]),
+                "seq": seq,
+                "data": data,
+            }
+        )
+        self.outcome.events.append(
+            progress.output_event(
+                ex["command_id"],
+                ex["id"],
+                ex["node_id"],
+                message["stream"],
+                int(message["offset"]),
+                data,
+                at,
+            )
+        )
+
+    def _finished(self, ex: dict[str, Any], message: dict[str, Any]) -> None:
+        if ex["state"] in TERMINAL and ex["state"] != "expired":
+            self.outcome.counts.late += 1
+            return
+        status = message["status"]
+        values: dict[str, Any] = {
+            "state": status,
+            "exit_code": message["exit_code"],
+            "signal": message.get("signal"),
+            "error": message.get("error"),
+            "started_at": float(message["started_at"]),
+            "ended_at": float(message["ended_at"]),
+            "reason": None,
+        }
+        streams = {}
+        for name in ("stdout", "stderr"):
+            summary = message[name]
+            streams[name] = summary
+            values[f"{name}_bytes"] = int(summary["bytes"])
+            values[f"{name}_sha256"] = summary["sha256"]
+            values[f"{name}_truncated"] = 1 if summary["truncated"] else 0
+        self.change(ex, **values)
+        at = float(message["ended_at"])
+        self._event(
+            ex,
+            status,
+            at,
+            exit_code=message["exit_code"],
+            with_exit_code=True,
+            error=message.get("error"),
+        )
+        self.outcome.audit.append(
+            command_audit.execution_finished(
+                ex["actor"],
+                ex["command_id"],
+                ex["id"],
+                ex["node_id"],
+                status,
+                at,
+                exit_code=message["exit_code"],
+                streams=streams,
+            )
+        )
+        self.ended(ex)
+
+    def _refused(self, ex: dict[str, Any], message: dict[str, Any], at: float) -> None:
+        if ex["state"] in TERMINAL:
+            self.outcome.counts.late += 1
+            return
+        reason = str(message["reason"])
+        code = str(message["code"])
+        self.change(ex, state="refused", code=code, reason=reason, ended_at=at)
+        self._event(ex, "refused", at, reason=reason)
+        self.outcome.audit.append(
+            command_audit.execution_finished(
+                ex["actor"],
+                ex["command_id"],
+                ex["id"],
+                ex["node_id"],
+                "refused",
+                at,
+                reason=reason,
+                code=code,
+            )
+        )
+        self.ended(ex)
+
+    def write(self, now: float) -> None:
+        insert_ignoring(self.conn, reports, self.new_reports)
+        insert_ignoring(self.conn, output_chunks, self.chunks)
+        for execution_id, values in self.changes.items():
+            self.conn.execute(
+                update(executions).where(executions.c.id == execution_id).values(**values)
+            )
+        records.mark_done(self.conn, self.touched, now)
+
+
+def record(engine: Engine, batch: Sequence[Report], now: float) -> Outcome:
+    """Record ``batch`` (in order) in one write transaction."""
+    outcome = Outcome()
+    outcome.counts.reports = len(batch)
+    if not batch:
+        return outcome
+    with writer(engine).begin() as conn:
+        work = _Batch(conn, outcome)
+        work.load([report.message["execution_id"] for report in batch])
+        for report in batch:
+            work.apply(report)
+        work.write(now)
+    return outcome
