@@ -4,6 +4,7 @@
 #   sh install-agent.sh --server https://core.example.net:8101 --key sme1.… \
 #       [--package SPEC] [--gateway-url wss://…/agent/ws]… [--python python3]
 #       [--prefix DIR] [--no-systemd]
+#       [--allow-shell] [--allow-service UNIT[,UNIT…]] [--allow-logs]
 #
 # Creates a virtual environment under /opt/sm-agent with the system Python
 # (3.11 or newer), pip-installs the agent into it (SPEC: a wheel, a source
@@ -16,6 +17,15 @@
 # --prefix DIR puts every path under DIR (DIR/opt/sm-agent, DIR/etc/…);
 # --no-systemd skips the user, the ownership and systemctl (for trying the
 # installation out, and for the tests).
+#
+# Remote control is off unless enabled here (or later in agent.toml):
+# --allow-shell lets the core run shell commands (as the user sm-agent, in
+# the unit's sandbox); --allow-service UNITS lets it control those units
+# (comma-separated; ".service" added when no type is named) and installs a
+# polkit rule granting sm-agent start/stop/restart/reload of exactly them;
+# --allow-logs lets it read journald and files under /var/log and adds
+# sm-agent to the systemd-journal group (and adm, where /var/log files are
+# group-readable by it).
 set -eu
 
 SERVER=""
@@ -25,6 +35,9 @@ PYTHON="python3"
 PREFIX=""
 SYSTEMD=1
 GATEWAY_URLS=""
+ALLOW_SHELL=0
+ALLOW_LOGS=0
+SERVICE_UNITS=""
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 die() {
@@ -33,7 +46,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -51,6 +64,25 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --no-systemd) SYSTEMD=0; shift ;;
+        --allow-shell) ALLOW_SHELL=1; shift ;;
+        --allow-logs) ALLOW_LOGS=1; shift ;;
+        --allow-service)
+            [ $# -ge 2 ] || die "--allow-service needs the units (nginx,app-worker.service)"
+            set -f # unit names are not file patterns
+            for unit in $(echo "$2" | tr ',' ' '); do
+                case "$unit" in
+                    *[!A-Za-z0-9@._:-]*) die "--allow-service: '$unit' is not a unit name" ;;
+                esac
+                case "$unit" in
+                    *.service | *.socket | *.target | *.timer | *.mount | *.path) ;;
+                    *) unit="$unit.service" ;;
+                esac
+                SERVICE_UNITS="${SERVICE_UNITS:+$SERVICE_UNITS, }\"$unit\""
+            done
+            set +f
+            [ -n "$SERVICE_UNITS" ] || die "--allow-service needs at least one unit"
+            shift 2
+            ;;
         -h | --help) usage 0 ;;
         *) echo "install-agent: unknown argument '$1'" >&2; usage 2 ;;
     esac
@@ -102,6 +134,20 @@ TMP="$CONFIG.tmp.$$"
     if [ -n "$GATEWAY_URLS" ]; then
         echo "gateway_urls = [$GATEWAY_URLS]"
     fi
+    echo "# Remote control (sm-agent README: what each allows, and the grants it needs)."
+    [ "$ALLOW_SHELL" = 1 ] && echo "allow_shell = true" || echo "allow_shell = false"
+    if [ -n "$SERVICE_UNITS" ]; then
+        echo "allow_service = true"
+        echo "service_units = [$SERVICE_UNITS]"
+    else
+        echo "allow_service = false"
+    fi
+    if [ "$ALLOW_LOGS" = 1 ]; then
+        echo "allow_logs = true"
+        echo "log_roots = [\"/var/log\"]"
+    else
+        echo "allow_logs = false"
+    fi
 } >"$TMP"
 chmod 0600 "$TMP"
 if [ "$SYSTEMD" = 1 ]; then
@@ -117,6 +163,24 @@ UNIT_SOURCE="$HERE/systemd/sm-agent.service"
 sed "s#/opt/sm-agent/#$VENV/#; s#/etc/sm-agent/#$CONFIG_DIR/#g" "$UNIT_SOURCE" >"$UNIT_DIR/sm-agent.service"
 chmod 0644 "$UNIT_DIR/sm-agent.service"
 echo "install-agent: unit $UNIT_DIR/sm-agent.service"
+
+if [ -n "$SERVICE_UNITS" ]; then
+    RULES_DIR="$PREFIX/etc/polkit-1/rules.d"
+    RULE_SOURCE="$HERE/polkit/50-sm-agent.rules"
+    [ -f "$RULE_SOURCE" ] || die "no polkit rule template at $RULE_SOURCE"
+    mkdir -p "$RULES_DIR"
+    sed "s#@UNITS@#$SERVICE_UNITS#" "$RULE_SOURCE" >"$RULES_DIR/50-sm-agent.rules"
+    chmod 0644 "$RULES_DIR/50-sm-agent.rules"
+    echo "install-agent: polkit rule $RULES_DIR/50-sm-agent.rules (units: $SERVICE_UNITS)"
+fi
+if [ "$ALLOW_LOGS" = 1 ] && [ "$SYSTEMD" = 1 ]; then
+    for group in systemd-journal adm; do
+        if getent group "$group" >/dev/null 2>&1; then
+            usermod -a -G "$group" sm-agent
+            echo "install-agent: sm-agent added to the group $group"
+        fi
+    done
+fi
 
 if [ "$SYSTEMD" = 1 ]; then
     systemctl daemon-reload
