@@ -7,7 +7,10 @@ flags), ``trust`` (key parsing and the CA pinned by fingerprint), ``state``
 ``collectors`` (one measurement each), ``heartbeat`` (messages and their
 sequence), ``spool`` (the offline buffer on disk), ``delivery`` (what one
 connection sends next and what acks release), ``backoff``, ``link`` (the
-sampler and the WebSocket to the gateway).
+sampler and the WebSocket to the gateway); remote control: ``orders``
+(signed orders checked), ``policy`` (what this node allows), ``accepted``
+(ids run at most once), ``runner`` (processes and file tails), ``reports``
+(reports kept until acknowledged), ``control`` (orders in, reports out).
 """
 
 from sm_agent.lazy_imports import defer

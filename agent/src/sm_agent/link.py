@@ -14,6 +14,13 @@ Two things run side by side until the agent stops:
   from the spool; whatever was not acknowledged is sent again on the next
   connection.
 
+Remote control (:mod:`sm_agent.control`): ``execute``, ``cancel`` and
+``result_ack`` from the gateway are checked as strictly as the rest (a
+malformed one closes the connection with 1008); execution reports are sent
+from their own task, those of earlier connections first (before any
+heartbeat), then side by side with heartbeats so that output never holds a
+heartbeat back.
+
 When a connection fails or closes (1001 gateway going away, 1011 gateway
 error, 4004 replaced, network trouble), the next configured gateway URL is
 tried after an exponential backoff with full jitter; the backoff restarts

@@ -7,6 +7,8 @@
     node.json    node id, command public key, gateway URL, core URL, heartbeat interval
     sequence     the heartbeat sequence block reserved for the current boot
     spool/       the offline buffer: heartbeats not yet acknowledged (sm_agent.spool)
+    reports/     execution reports not yet acknowledged (sm_agent.reports)
+    accepted     execution ids accepted until their orders expire (sm_agent.accepted)
 """
 
 from __future__ import annotations
