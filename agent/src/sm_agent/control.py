@@ -241,7 +241,8 @@ class Control:
                 )
             else:
                 assert what.argv is not None
-                env = dict(os.environ)
+                # The agent's own settings (an enrollment key, say) are not the command's.
+                env = {k: v for k, v in os.environ.items() if not k.startswith("SM_AGENT_")}
                 cwd = str(self._state_dir)
                 if order.shell is not None:
                     env.update(order.shell.env)
