@@ -234,11 +234,12 @@ class AgentSession:
             self._writer = None
 
     def fail(self) -> None:
-        """Redis did not take this connection's heartbeats: nothing more is acked; close 1011."""
+        """Redis did not take this connection's heartbeats or reports: nothing more is
+        acknowledged; close 1011."""
         if self._failed:
             return
         self._failed = True
-        self._start_close(CloseCode.INTERNAL_ERROR, "the core cannot store heartbeats; retry")
+        self._start_close(CloseCode.INTERNAL_ERROR, "the core cannot store what was sent; retry")
 
     def revoke(self) -> None:
         """The node was deleted or replaced: close at once with 4003."""
