@@ -160,10 +160,15 @@ class Target:
     """One service's app under test, with an admin token and known path values."""
 
     def __init__(
-        self, service: str, data: DataDir, redis_url: str, known: dict[str, list[str]]
+        self,
+        service: str,
+        data: DataDir,
+        redis_url: str,
+        known: dict[str, list[str]],
+        **settings: Any,
     ) -> None:
         self.known = known
-        self.app = build_app(service, data, redis_url)
+        self.app = build_app(service, data, redis_url, **settings)
         self.headers = admin_headers(data)
         self._cases = itertools.count()
         self._picks = itertools.count()
@@ -188,10 +193,14 @@ class Target:
 
 
 def target(
-    service: str, data: DataDir, redis_url: str, known: dict[str, list[str]] | None = None
+    service: str,
+    data: DataDir,
+    redis_url: str,
+    known: dict[str, list[str]] | None = None,
+    **settings: Any,
 ) -> Iterator[Target]:
     try:
-        yield Target(service, data, redis_url, known or {})
+        yield Target(service, data, redis_url, known or {}, **settings)
     finally:
         # Schemathesis keeps each app's lifespan running until told; end it with the test.
         schemathesis.python.asgi.shutdown_lifespans()
@@ -215,8 +224,35 @@ def metrics_target(data_dir: DataDir, redis_url: str) -> Iterator[Target]:
 
 
 @pytest.fixture
-def commands_target(data_dir: DataDir, redis_url: str) -> Iterator[Target]:
-    yield from target("commands", data_dir, redis_url)
+def commands_target(
+    data_dir: DataDir, redis_url: str, registry_origin: str, registry_api: Any
+) -> Iterator[Target]:
+    """The commands app resolving targets through a real registry that knows one node,
+    and a command on it (so the ``/{command_id}`` paths find something half the time)."""
+    registry_api.enroll("fuzzed-node")
+    commands = Target("commands", data_dir, redis_url, {}, registry_url=registry_origin)
+    with TestClient(commands.app) as client:
+        response = client.post(
+            "/api/v1/commands",
+            json={"target": {"all": True}, "kind": "shell", "shell": {"script": "true"}},
+            headers=commands.headers,
+        )
+    assert response.status_code == 202, response.text
+    command = response.json()
+    execution = command["executions"][0]["id"]
+    known = {
+        f"{path}:command_id": [command["id"]]
+        for path in declared_paths("commands")
+        if "{command_id}" in path
+    }
+    known.update(
+        {
+            f"{path}:execution_id": [execution]
+            for path in declared_paths("commands")
+            if "{execution_id}" in path
+        }
+    )
+    yield from target("commands", data_dir, redis_url, known, registry_url=registry_origin)
 
 
 # The coverage phase builds the largest array an operation accepts; for

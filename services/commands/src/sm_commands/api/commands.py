@@ -19,11 +19,19 @@ async def create_command(body: dict[str, Any], token_info: dict[str, Any]) -> tu
     return await actions.create(current(), actor, client, body), 202
 
 
-async def list_commands(limit: int = 50, cursor: str | None = None, **filters: Any) -> Any:
+async def list_commands(
+    actor: str | None = None,
+    kind: str | None = None,
+    node_id: str | None = None,
+    status: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Any:
     ctx = current()
-    return await asyncio.to_thread(
-        records.listing, ctx.engine, records.Filters(**filters), limit, cursor
-    )
+    filters = records.Filters(actor, kind, node_id, status, since, until)
+    return await asyncio.to_thread(records.listing, ctx.engine, filters, limit, cursor)
 
 
 async def get_command(command_id: str) -> Any:
