@@ -128,9 +128,11 @@ def registry_gateway_url() -> str:
     return "wss://127.0.0.1:8104/agent/ws"
 
 
-@pytest.fixture
-def registry_origin(data_dir: DataDir, redis_url: str, registry_gateway_url: str) -> Iterator[str]:
-    """``https://127.0.0.1:<port>`` of a real registry serving the test's data directory and Redis.
+@contextlib.contextmanager
+def serving_registry(
+    data_dir: DataDir, redis_url: str, gateway_url: str = "wss://127.0.0.1:8104/agent/ws"
+) -> Iterator[str]:
+    """Serve a real registry on ``data_dir`` and Redis until the block ends; yields its origin.
 
     uvicorn runs it in a thread of its own (its handlers block on SQLite), with
     the data directory's server certificate.
@@ -144,7 +146,7 @@ def registry_origin(data_dir: DataDir, redis_url: str, registry_gateway_url: str
         data_dir=data_dir.root,
         redis_url=redis_url,
         validate_responses=True,
-        gateway_url=registry_gateway_url,
+        gateway_url=gateway_url,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -164,9 +166,24 @@ def registry_origin(data_dir: DataDir, redis_url: str, registry_gateway_url: str
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the registry did not start")
         time.sleep(0.02)
-    yield f"https://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+@pytest.fixture(scope="session")
+def registry_server() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """``with registry_server(data_dir, redis_url) as origin``: for fixtures of wider scope."""
+    return serving_registry
+
+
+@pytest.fixture
+def registry_origin(data_dir: DataDir, redis_url: str, registry_gateway_url: str) -> Iterator[str]:
+    """``https://127.0.0.1:<port>`` of a real registry serving the test's data directory and Redis."""
+    with serving_registry(data_dir, redis_url, registry_gateway_url) as origin:
+        yield origin
 
 
 # ---- the registry as an admin, and gateways ----

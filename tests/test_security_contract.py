@@ -14,7 +14,8 @@ parameters; nothing in them decides the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import pytest
 from starlette.testclient import TestClient
@@ -44,7 +45,9 @@ TOKEN_REFUSALS = frozenset(
 
 @pytest.fixture(scope="module")
 def contract(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: str
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_server: str,
+    registry_server: Callable[..., AbstractContextManager[str]],
 ) -> Iterator[tuple[DataDir, DataDir, dict[str, TestClient]]]:
     """One set of apps for the module (security refusals write nothing), plus a foreign data dir."""
     root = tmp_path_factory.mktemp("contract")
@@ -55,13 +58,17 @@ def contract(
     # A database of its own (the per-test fixtures flush database 0).
     redis_url = f"{redis_server}/5"
     opened: dict[str, TestClient] = {}
-    try:
-        for service in sorted({op.service for op in all_operations()}):
-            opened[service] = build_app(service, data, redis_url).test_client().__enter__()
-        yield data, foreign, opened
-    finally:
-        for client in opened.values():
-            client.__exit__(None, None, None)
+    # Commands resolve targets through a real registry.
+    with registry_server(data, redis_url) as registry_origin:
+        try:
+            for service in sorted({op.service for op in all_operations()}):
+                settings = {"registry_url": registry_origin} if service == "commands" else {}
+                client = build_app(service, data, redis_url, **settings).test_client()
+                opened[service] = client.__enter__()
+            yield data, foreign, opened
+        finally:
+            for client in opened.values():
+                client.__exit__(None, None, None)
 
 
 def token(data: DataDir, scopes: frozenset[str], *, ttl: int = 300) -> dict[str, str]:

@@ -175,12 +175,8 @@ def test_bad_input_is_a_precise_problem(
         create(api, operator, target={"selector": "env=staging"}, kind="shell", shell=SHELL), 422
     )
     assert body["detail"] == "No node matches the target"
-    body = problem(
-        create(
-            api, operator, target=target, kind="shell", shell={"script": "x", "env": {"1A": "v"}}
-        ),
-        400,
-    )
+    bad_env = {"script": "x", "env": {"1A": "v"}}
+    body = problem(create(api, operator, target=target, kind="shell", shell=bad_env), 400)
     assert "1A" in body["detail"]
 
 
@@ -226,7 +222,7 @@ def test_cancel_and_rerun(
     assert again["rerun_of"] == command["id"]
     assert again["node_count"] == 3
     assert again["shell"] == command["shell"]
-    plain = api.post(f"/api/v1/commands/{again['id']}/rerun", headers=operator)
+    plain = api.post(f"/api/v1/commands/{again['id']}/rerun", json={}, headers=operator)
     assert plain.status_code == 202, plain.text
     problem(
         api.post(

@@ -55,10 +55,10 @@ async def cancel_execution(
 
 
 async def rerun_command(
-    command_id: str, token_info: dict[str, Any], body: dict[str, Any] | None = None
+    command_id: str, body: dict[str, Any], token_info: dict[str, Any]
 ) -> tuple[Any, int]:
     actor, client = _who(token_info)
-    which = (body or {}).get("nodes", "all")
+    which = body.get("nodes", "all")
     return await actions.rerun(current(), actor, client, command_id, which), 202
 
 
