@@ -436,3 +436,33 @@ async def test_output_pages_follow_the_recorded_chunks(
     await report(aredis, a, finished(x, 3, out=raw))
     await drain(consumer)
     assert records.output(engine, new.id, x, "stdout", len(raw), 10)["complete"]
+
+
+async def test_the_consumer_process_records_reports_and_chains_audit_events(
+    settings: CommandsSettings, engine: Engine, aredis: Redis, dispatcher: Dispatcher
+) -> None:
+    from sm_commands.audit_chain import verify
+    from sm_commands.consumer import serve
+    from sm_shared.streams import COMMANDS_CONSUMER_HEALTH_KEY
+
+    (a,) = nodes(1)
+    new = store(engine, [a])
+    await route(aredis, a)
+    await dispatcher.command(new.id)
+    x = execution_of(engine, new.id, a)["id"]
+    await report(aredis, a, started(x))
+    await report(aredis, a, finished(x, 1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop))
+    for _ in range(200):
+        if states(engine, new.id) == {a: "succeeded"} and verify(engine).records == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert await aredis.exists(COMMANDS_CONSUMER_HEALTH_KEY)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert states(engine, new.id) == {a: "succeeded"}
+    verdict = verify(engine)
+    assert verdict.ok
+    assert verdict.records == 1  # the execution.finish event, chained by the audit writer
+    assert not await aredis.exists(COMMANDS_CONSUMER_HEALTH_KEY)
