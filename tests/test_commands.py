@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,22 +137,23 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         up.stop()
 
 
-def events_socket(fleet: Fleet, *topics: str) -> ClientConnection:
+@contextmanager
+def events_socket(fleet: Fleet, *topics: str) -> Iterator[ClientConnection]:
     """``/events/ws`` subscribed to ``topics``, with an admin token."""
     token = issue_access_token(
         fleet.up.data, subject="test", client_id="sm-admin", scopes=ALL_SCOPES, ttl=900
     )
     url = fleet.ready.gateway_url.replace("/agent/ws", "/events/ws")
-    socket = connect(
+    with connect(
         url,
         ssl=ssl.create_default_context(cafile=str(fleet.up.data.ca_cert)),
         additional_headers={"Authorization": f"Bearer {token}"},
         open_timeout=10,
-    )
-    socket.send(json.dumps({"type": "subscribe", "id": "1", "topics": list(topics)}))
-    answer = json.loads(socket.recv(10))
-    assert answer["type"] == "subscribed", answer
-    return socket
+    ) as socket:
+        socket.send(json.dumps({"type": "subscribe", "id": "1", "topics": list(topics)}))
+        answer = json.loads(socket.recv(10))
+        assert answer["type"] == "subscribed", answer
+        yield socket
 
 
 def test_a_shell_command_on_three_nodes_returns_each_output_and_exit_code(fleet: Fleet) -> None:
@@ -190,16 +192,13 @@ def test_the_first_output_line_arrives_live_before_the_command_exits(fleet: Flee
     node = next(iter(fleet.agents))
     script = "sleep 0.5; echo first; sleep 2.5; echo second"
     command = fleet.api.run([node], script)
-    socket = events_socket(fleet, f"command:{command['id']}")
-    try:
-        seen: list[tuple[float, dict[str, Any]]] = []
+    seen: list[tuple[float, dict[str, Any]]] = []
+    with events_socket(fleet, f"command:{command['id']}") as socket:
         began = time.monotonic()
         while not any(e["type"] == "execution" and e["state"] in TERMINAL for _, e in seen):
             message = json.loads(socket.recv(15))
             assert message["type"] == "progress", message
             seen.append((time.monotonic() - began, message["event"]))
-    finally:
-        socket.close()
     first = next(
         at for at, e in seen if e["type"] == "output" and b"first" in base64.b64decode(e["data"])
     )
@@ -299,15 +298,21 @@ def test_smctl_run_on_all_nodes_prints_each_output_and_the_audit_chain_verifies(
         assert execution["state"] == "succeeded"
         assert fleet.api.output(newest["id"], execution["id"]).decode() == uname
 
+    def finishes() -> list[dict[str, Any]]:
+        records = fleet.api.audit(action="execution.finish")
+        return [r for r in records if r["detail"]["command_id"] == newest["id"]]
+
     def chained() -> bool:
-        finishes = fleet.api.audit(action="execution.finish", target=f"command:{newest['id']}")
-        return len(finishes) == len(fleet.node_ids)
+        return len(finishes()) == len(fleet.node_ids)
 
     wait_for(chained, 15, "every execution of the run on the audit chain", step=0.2)
     created = fleet.api.audit(action="command.create", target=f"command:{newest['id']}")
     assert len(created) == 1
     assert "uname" in json.dumps(created[0]["detail"])
     assert sorted(created[0]["detail"]["node_ids"]) == fleet.node_ids
+    for record in finishes():
+        assert record["detail"]["exit_code"] == 0, record
+        assert record["target"].startswith("execution:"), record
 
     verify = subprocess.run(
         [SMCTL, "audit", "verify"], capture_output=True, text=True, env=env, timeout=60, check=False
