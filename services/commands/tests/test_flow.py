@@ -372,6 +372,41 @@ async def test_cancel_ends_queued_and_stops_sent_never_redelivering(
     assert kinds == ["execute", "cancel"]
 
 
+async def test_a_cancelled_execution_the_node_never_started_ends_and_a_late_start_is_stopped(
+    settings: CommandsSettings,
+    engine: Engine,
+    aredis: Redis,
+    dispatcher: Dispatcher,
+    consumer: ResultsConsumer,
+) -> None:
+    (a,) = nodes(1)
+    new = store(engine, [a])
+    await route(aredis, a)
+    await dispatcher.command(new.id)
+    records.cancel(engine, new.id, time.time())
+    period = settings.commands_redeliver_after.total_seconds()
+    done = await reconcile(engine, dispatcher, settings, time.time() + period + 1)
+    assert (done.cancels, done.abandoned) == (1, 0)
+    assert states(engine, new.id) == {a: "sent"}
+    done = await reconcile(engine, dispatcher, settings, time.time() + 2 * period + 1)
+    assert done.abandoned == 1
+    assert states(engine, new.id) == {a: "cancelled"}
+    assert records.get(engine, new.id)["status"] != "running"
+    # The order reached the node after all: its start is answered with a cancel,
+    # and what it reports in the end is what the record keeps.
+    execution_id = execution_of(engine, new.id, a)["id"]
+    await aredis.delete(gateway_inbox("gw-1"))
+    await report(aredis, a, started(execution_id))
+    await drain(consumer)
+    assert [d["kind"] for d in await inbox(aredis)] == ["cancel"]
+    stopped = {**finished(execution_id, 1, exit_code=0), "status": "cancelled", "exit_code": None}
+    await report(aredis, a, stopped)
+    await drain(consumer)
+    row = execution_of(engine, new.id, a)
+    assert row["state"] == "cancelled"
+    assert row["started_at"] is not None
+
+
 async def test_a_restarted_consumer_handles_what_it_had_read(
     settings: CommandsSettings, engine: Engine, aredis: Redis, dispatcher: Dispatcher
 ) -> None:

@@ -13,7 +13,10 @@ Each round:
    (nodes that got a route meanwhile; batch places freed by a lost report);
 4. **cancels**: ``cancel`` frames of executions still sent or running are
    written again every ``commands_redeliver_after`` (an agent ignores a
-   cancel for an execution it is not running).
+   cancel for an execution it is not running); an execution still only
+   ``sent`` twice that long after its cancel was asked for ends ``cancelled`` (the
+   node never started it; should it start after all, the results consumer
+   answers its ``started`` with a ``cancel`` and its ``finished`` corrects the record).
 
 Each step handles at most ``commands_chunk`` executions per round.
 """
@@ -34,18 +37,24 @@ from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 
 EXPIRED_REASON: Final = "the command expired before the node could start it"
+ABANDONED_REASON: Final = "cancelled before the node started it"
 
 
 @dataclass
 class Round:
     expired: int = 0
+    abandoned: int = 0
     redelivered: int = 0
     requeued: int = 0
     dispatched: int = 0
     cancels: int = 0
 
 
-def _expire(engine: Engine, now: float, limit: int) -> list[AnyRow]:
+def _end_unstarted(
+    engine: Engine, now: float, state: str, reason: str, where: Any, limit: int
+) -> list[AnyRow]:
+    """End, as ``state`` with ``reason``, the unstarted executions ``where`` selects."""
+    unstarted = executions.c.state.in_(("queued", "sent"))
     with writer(engine).begin() as conn:
         rows = conn.execute(
             select(
@@ -55,14 +64,14 @@ def _expire(engine: Engine, now: float, limit: int) -> list[AnyRow]:
                 commands.c.actor,
             )
             .join(commands, commands.c.id == executions.c.command_id)
-            .where(executions.c.state.in_(("queued", "sent")), commands.c.expires_at <= now)
+            .where(unstarted, where)
             .limit(limit)
         ).all()
         for part in records.chunked([row.id for row in rows]):
             conn.execute(
                 update(executions)
-                .where(executions.c.id.in_(part), executions.c.state.in_(("queued", "sent")))
-                .values(state="expired", reason=EXPIRED_REASON, ended_at=now)
+                .where(executions.c.id.in_(part), unstarted)
+                .values(state=state, reason=reason, ended_at=now)
             )
         records.mark_done(conn, {row.command_id for row in rows}, now)
     return list(rows)
@@ -150,27 +159,40 @@ async def reconcile(
     after = settings.commands_redeliver_after.total_seconds()
     done = Round()
 
-    expired = await asyncio.to_thread(_expire, engine, now, limit)
+    expired = await asyncio.to_thread(
+        _end_unstarted, engine, now, "expired", EXPIRED_REASON, commands.c.expires_at <= now, limit
+    )
+    # A cancel of an execution sent but never started: two redelivery periods
+    # (the cancel went out twice) without a ``started``: the node did not get it (a late ``started``
+    # is answered with another ``cancel``; its ``finished`` corrects the record).
+    abandoned = await asyncio.to_thread(
+        _end_unstarted,
+        engine,
+        now,
+        "cancelled",
+        ABANDONED_REASON,
+        executions.c.cancel_requested_at < now - 2 * after,
+        limit,
+    )
     done.expired = len(expired)
+    done.abandoned = len(abandoned)
     events: list[progress.Event] = []
     audit: list[AuditEvent] = []
-    for row in expired:
-        events.append(
-            progress.execution_event(
-                row.command_id, row.id, row.node_id, "expired", now, reason=EXPIRED_REASON
+    for state, reason, rows in (
+        ("expired", EXPIRED_REASON, expired),
+        ("cancelled", ABANDONED_REASON, abandoned),
+    ):
+        for row in rows:
+            events.append(
+                progress.execution_event(
+                    row.command_id, row.id, row.node_id, state, now, reason=reason
+                )
             )
-        )
-        audit.append(
-            command_audit.execution_finished(
-                row.actor,
-                row.command_id,
-                row.id,
-                row.node_id,
-                "expired",
-                now,
-                reason=EXPIRED_REASON,
+            audit.append(
+                command_audit.execution_finished(
+                    row.actor, row.command_id, row.id, row.node_id, state, now, reason=reason
+                )
             )
-        )
 
     unstarted = await asyncio.to_thread(_unstarted, engine, now - after, limit)
     done.redelivered, stranded = await dispatcher.resend(unstarted)

@@ -6,7 +6,9 @@ stream entry) is recognised and skipped. A report for an unknown execution or
 from another node than the execution's is counted and dropped. States only
 move forward: ``started`` and ``output`` make a queued or sent execution
 ``running``; ``finished`` and ``refused`` end one that has not ended (a
-``finished`` also corrects ``expired``: the node did run it); ``refused``
+``finished`` also corrects what the core ended without the node: ``expired``,
+or ``cancelled`` before it started — the node did run it after all; a
+``started`` of such an execution is answered with a ``cancel``); ``refused``
 with code ``replayed`` is informational and changes nothing (nor is its seq
 recorded, so the execution's own seq 0 still counts).
 
@@ -67,6 +69,14 @@ class Outcome:
     audit: list[AuditEvent] = field(default_factory=list)
     # Commands with a batch window in which an execution ended (a place is free).
     freed: set[str] = field(default_factory=set)
+    # (execution id, node id) of executions the node started although they were
+    # cancelled before they started: they get a ``cancel`` frame.
+    cancel_again: list[tuple[str, str]] = field(default_factory=list)
+
+
+def ended_without_node(ex: dict[str, Any]) -> bool:
+    """The core ended it without a word from the node: expired, or cancelled unstarted."""
+    return ex["state"] == "expired" or (ex["state"] == "cancelled" and ex["started_at"] is None)
 
 
 def insert_ignoring(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -82,6 +92,8 @@ _COLUMNS: Final = (
     executions.c.node_id,
     executions.c.state,
     executions.c.last_seq,
+    executions.c.started_at,
+    executions.c.cancel_requested_at,
     commands.c.actor,
     commands.c.window,
 )
@@ -167,6 +179,8 @@ class _Batch:
         if ex["state"] in EARLY:
             self.change(ex, state="running", started_at=at)
             self._event(ex, "running", at)
+        elif ex["state"] == "cancelled" and ex["started_at"] is None:
+            self.outcome.cancel_again.append((ex["id"], ex["node_id"]))
 
     def _output(self, ex: dict[str, Any], message: dict[str, Any], seq: int, at: float) -> None:
         self._running(ex, at)
@@ -196,7 +210,7 @@ class _Batch:
         )
 
     def _finished(self, ex: dict[str, Any], message: dict[str, Any]) -> None:
-        if ex["state"] in TERMINAL and ex["state"] != "expired":
+        if ex["state"] in TERMINAL and not ended_without_node(ex):
             self.outcome.counts.late += 1
             return
         status = message["status"]

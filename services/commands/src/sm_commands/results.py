@@ -38,7 +38,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from sm_commands import command_audit, progress
-from sm_commands.dispatch import Dispatcher
+from sm_commands.dispatch import Dispatcher, send_cancels
 from sm_commands.recording import Counts, Report, record
 from sm_commands.settings import CommandsSettings
 from sm_shared.streams import COMMANDS_CONSUMER_HEALTH_KEY, RESULTS_GROUP, RESULTS_STREAM
@@ -138,6 +138,8 @@ class ResultsConsumer:
         outcome = await asyncio.to_thread(record, self.engine, batch, self.clock())
         await progress.publish(self.redis, outcome.events)
         await command_audit.emit_all(self.redis, outcome.audit)
+        if outcome.cancel_again:
+            await send_cancels(self.redis, outcome.cancel_again)
         dispatched = await self.dispatcher.nodes(list(dict.fromkeys(online)))
         for command_id in sorted(outcome.freed):
             dispatched += await self.dispatcher.command(command_id)
