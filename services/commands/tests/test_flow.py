@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine, func, select
 
 from sm_commands import records
-from sm_commands.dispatch import Dispatcher
+from sm_commands.dispatch import INBOX_TTL, Dispatcher
 from sm_commands.reconcile import reconcile
 from sm_commands.results import COUNTERS_KEY, ResultsConsumer
 from sm_commands.schema import executions, output_chunks, reports
@@ -341,6 +341,8 @@ async def test_reconciliation_redelivers_requeues_and_expires(
     assert (done.redelivered, done.requeued) == (1, 1)
     (again,) = await inbox(aredis, "gw-2")
     assert again["frame"] == first_a["frame"]  # the same signed frame, byte for byte
+    # An inbox does not outlive its gateway for good.
+    assert 0 < await aredis.ttl(gateway_inbox("gw-2")) <= INBOX_TTL
     assert execution_of(engine, new.id, a)["attempts"] == 2
     assert states(engine, new.id) == {a: "sent", b: "queued"}
 

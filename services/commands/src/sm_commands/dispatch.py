@@ -41,6 +41,9 @@ log = logging.getLogger("sm_commands.dispatch")
 
 MGET_CHUNK: Final = 1000
 
+# Seconds an inbox outlives its last delivery (``deliver``).
+INBOX_TTL: Final = 3600
+
 
 async def routes(redis: Redis, node_ids: Sequence[str]) -> dict[str, str]:
     """The gateway holding each of ``node_ids`` (only those that have one)."""
@@ -70,7 +73,13 @@ class Delivery:
 
 
 async def deliver(redis: Redis, deliveries: Sequence[Delivery]) -> None:
-    """Append ``deliveries`` to their gateways' inboxes, pipelined."""
+    """Append ``deliveries`` to their gateways' inboxes, pipelined.
+
+    Each inbox written to expires ``INBOX_TTL`` after its last delivery: a
+    gateway reads its inbox within moments, and one that died without
+    deleting its inbox (its id is never used again) must not leave it behind
+    for good. What such an inbox held goes again through reconciliation.
+    """
     if not deliveries:
         return
     async with redis.pipeline(transaction=False) as pipe:
@@ -79,6 +88,8 @@ async def deliver(redis: Redis, deliveries: Sequence[Delivery]) -> None:
                 gateway_inbox(item.gateway),
                 {"kind": item.kind, "node_id": item.node_id, "frame": item.frame},
             )
+        for gateway in {item.gateway for item in deliveries}:
+            pipe.expire(gateway_inbox(gateway), INBOX_TTL)
         await pipe.execute()
 
 
