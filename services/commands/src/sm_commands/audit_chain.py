@@ -13,8 +13,10 @@ A record (exactly the API's ``AuditRecord``) holds::
     hash       see below
 
 The table also keeps each record's ``stream_id`` (the ``audit`` stream entry
-it came from, unique: appending is idempotent); it is bookkeeping, not part
-of the record or of its hash, so the API's records are all a verifier needs.
+it came from, unique: appending is idempotent) and ``event_key`` (the event's
+``key``, unique when set: a fact its producer appended twice is chained
+once); both are bookkeeping, not part of the record or of its hash, so the
+API's records are all a verifier needs.
 
 Canonical encoding (what an outside verifier reproduces): the record WITHOUT
 ``hash`` as one JSON object with exactly the eight members seq, at, actor,
@@ -33,7 +35,9 @@ back as the same double), except for floats of 1e16 and more or below 1e-4
 
 Appending (``append``) writes a batch in ONE write transaction: it reads the
 chain's end, skips entries whose stream id is already recorded (the writer
-may see an entry twice), links and hashes the rest and moves the head
+may see an entry twice) and events whose key is already recorded or came
+earlier in the batch (a producer may append a keyed fact twice: the first
+is kept), links and hashes the rest and moves the head
 (``audit_head``). Verifying (``verify``) streams the table in ``seq`` order in
 chunks and returns ok, or the first record that does not match with the
 reason: a gap in ``seq`` (a deleted record: the missing seq is named), a
@@ -60,6 +64,8 @@ HEAD_ID: Final = 1
 # The members a record's hash covers (the API's AuditRecord without ``hash``).
 RECORD_FIELDS: Final = ("seq", "at", "actor", "action", "target", "service", "detail", "prev_hash")
 VERIFY_CHUNK: Final = 2000
+# Keys per ``IN (...)`` when looking for those already recorded.
+KEY_CHUNK: Final = 500
 
 
 def canonical_json(value: Any) -> bytes:
@@ -110,24 +116,36 @@ def head(engine: Engine) -> Head:
 
 def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
     """Append ``(stream id, event)`` pairs in order, in one transaction; returns how many
-    were new (entries whose stream id is already recorded are skipped)."""
+    were new (entries whose stream id or event key is already recorded are skipped)."""
     if not entries:
         return 0
     create_tables(engine)
     ids = [stream_id for stream_id, _ in entries]
+    keys = list({event.key for _, event in entries if event.key is not None})
     with writer(engine).begin() as conn:
         seen = set(
             conn.execute(
                 select(audit_records.c.stream_id).where(audit_records.c.stream_id.in_(ids))
             ).scalars()
         )
+        seen_keys: set[str] = set()
+        for start in range(0, len(keys), KEY_CHUNK):
+            seen_keys.update(
+                conn.execute(
+                    select(audit_records.c.event_key).where(
+                        audit_records.c.event_key.in_(keys[start : start + KEY_CHUNK])
+                    )
+                ).scalars()
+            )
         end = _last_record(conn)
         seq, previous = end.seq, end.hash
         rows: list[dict[str, Any]] = []
         for stream_id, event in entries:
-            if stream_id in seen:
+            if stream_id in seen or event.key in seen_keys:
                 continue
             seen.add(stream_id)
+            if event.key is not None:
+                seen_keys.add(event.key)
             seq += 1
             # Re-read, so the object hashed is exactly what the stored text gives back.
             detail_text = canonical_json(event.detail)
@@ -143,7 +161,13 @@ def append(engine: Engine, entries: Sequence[tuple[str, AuditEvent]]) -> int:
             }
             previous = record_hash(record)
             rows.append(
-                {**record, "detail": detail_text.decode(), "stream_id": stream_id, "hash": previous}
+                {
+                    **record,
+                    "detail": detail_text.decode(),
+                    "stream_id": stream_id,
+                    "event_key": event.key,
+                    "hash": previous,
+                }
             )
         if not rows:
             return 0

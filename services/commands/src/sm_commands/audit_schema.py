@@ -3,7 +3,10 @@
 * ``audit_records``: one row per record of the hash chain (``sm_commands.audit_chain``
   says what each column holds and how ``hash`` is computed). ``seq`` counts from
   1 without gaps; ``stream_id`` (the ``audit`` stream entry the record came
-  from) is unique, which makes appending idempotent.
+  from) is unique, which makes appending idempotent; so is ``event_key``
+  (the event's ``key``, null for events without one: a fact appended more
+  than once — a producer's retry after a crash — is chained once). Neither
+  is part of the record or of its hash (``AuditRecord`` in commands.yaml).
 * ``audit_head``: one row (``id`` = 1) naming the last record's ``seq`` and
   ``hash``, written in the same transaction as the records. Appending reads the
   chain's end from it; verification checks the chain ends where it says (a
@@ -11,6 +14,8 @@
 
 ``create_tables(engine)`` creates both when missing; the commands service
 calls it at start (the writer and the API call it too, it is idempotent).
+There are no migrations yet (no release has shipped): a table made before a
+column was added is not altered.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ audit_records = Table(
     # The detail object's canonical JSON text (orjson, keys sorted).
     Column("detail", Text, nullable=False),
     Column("stream_id", String(64), nullable=False, unique=True),
+    # The event's ``key`` (null when it had none); unique: a keyed fact is chained once.
+    Column("event_key", String(512), nullable=True, unique=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Index("ix_audit_records_actor", "actor", "seq"),

@@ -2,6 +2,12 @@
 
 The commands service is the single writer of the hash-chained audit log; it
 consumes this stream. Events are flat string maps (Redis stream fields).
+
+An event may carry a ``key``: a stable id of the fact it records (e.g.
+``command.create:<command id>``). The writer chains at most one event per
+key, so a producer that cannot know whether its append went through (it
+crashed between its commit and the append) may append the same keyed event
+again. Events without a key (the field is then absent) are chained as they come.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from sm_shared.streams import AUDIT_STREAM
 @dataclass(frozen=True)
 class AuditEvent:
     """Who (``actor``: a token's ``sub``) did what (``action``, e.g. ``node.update``)
-    to what (``target``, e.g. ``node:<id>``), in which service, when (unix time)."""
+    to what (``target``, e.g. ``node:<id>``), in which service, when (unix time);
+    ``key``: the fact's stable id when the producer may append it more than once."""
 
     actor: str
     action: str
@@ -28,10 +35,11 @@ class AuditEvent:
     service: str
     detail: dict[str, Any] = field(default_factory=dict)
     at: float = field(default_factory=time.time)
+    key: str | None = None
 
     def fields(self) -> dict[str, str]:
-        """The event as the flat string map a stream entry holds."""
-        return {
+        """The event as the flat string map a stream entry holds (``key`` only when set)."""
+        fields = {
             "actor": self.actor,
             "action": self.action,
             "target": self.target,
@@ -40,6 +48,9 @@ class AuditEvent:
             # repr is the shortest text that reads back as the same float.
             "at": repr(self.at),
         }
+        if self.key is not None:
+            fields["key"] = self.key
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> AuditEvent:
@@ -55,6 +66,7 @@ class AuditEvent:
             service=text["service"],
             detail=orjson.loads(text["detail"]),
             at=float(text["at"]),
+            key=text.get("key"),
         )
 
 
