@@ -6,15 +6,20 @@ transaction, one dispatch job enqueued (``jobs.DISPATCH_JOB``, job id
 ``dispatch:<command id>``, no result kept), ``command.create`` audited,
 and the command answered (202). Cancelling ends queued executions at once and
 writes ``cancel`` frames for sent and running ones.
+
+Audit events go through the outbox (``sm_commands.outbox``): staged in the
+transaction that makes the change, appended to the ``audit`` stream after
+the commit; a crash in between leaves them staged for the next flush.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
-from sm_commands import command_audit, progress, records, specs
+from sm_commands import command_audit, outbox, progress, records, specs
 from sm_commands.context import CommandsContext
 from sm_commands.dispatch import send_cancels
 from sm_commands.targets import NoNodes
@@ -32,11 +37,11 @@ async def enqueue_dispatch(ctx: CommandsContext, command_id: str) -> None:
 
 
 async def _store_and_start(ctx: CommandsContext, new: records.NewCommand) -> dict[str, Any]:
-    await asyncio.to_thread(records.create, ctx.engine, new)
+    audit = [command_audit.command_created(new)]
+    await asyncio.to_thread(records.create, ctx.engine, new, audit)
+    await outbox.deliver(ctx.redis, ctx.engine, audit)
     await enqueue_dispatch(ctx, new.id)
-    command = await asyncio.to_thread(records.get, ctx.engine, new.id)
-    await command_audit.emit_all(ctx.redis, [command_audit.command_created(command, new.node_ids)])
-    return command
+    return await asyncio.to_thread(records.get, ctx.engine, new.id)
 
 
 async def create(
@@ -90,6 +95,47 @@ async def rerun(
     return await _store_and_start(ctx, new)
 
 
+def _cancel_audit(
+    actor: str, client: str | None, command_id: str, execution_id: str | None, now: float
+) -> Callable[[records.Cancellation], list[AuditEvent]]:
+    """What a cancel audits, given what it changed (run in its transaction)."""
+    request = command_audit.new_request_id()
+
+    def events(result: records.Cancellation) -> list[AuditEvent]:
+        owner = result.command._mapping["actor"]
+        audit: list[AuditEvent] = []
+        if execution_id is None:
+            ids = [r._mapping["id"] for r in (*result.ended, *result.to_stop)]
+            audit.append(
+                command_audit.command_cancelled(actor, client, command_id, ids, now, request)
+            )
+        else:
+            for row in (*result.ended, *result.to_stop):
+                m = row._mapping
+                audit.append(
+                    command_audit.execution_cancelled(
+                        actor, client, command_id, m["id"], m["node_id"], now, request
+                    )
+                )
+        for row in result.ended:
+            m = row._mapping
+            audit.append(
+                command_audit.execution_finished(
+                    owner,
+                    command_id,
+                    m["id"],
+                    m["node_id"],
+                    "cancelled",
+                    now,
+                    end="cancelled",
+                    reason=records.CANCEL_REASON,
+                )
+            )
+        return audit
+
+    return events
+
+
 async def cancel(
     ctx: CommandsContext,
     actor: str,
@@ -98,41 +144,23 @@ async def cancel(
     execution_id: str | None = None,
 ) -> None:
     now = time.time()
-    result = await asyncio.to_thread(records.cancel, ctx.engine, command_id, now, execution_id)
-    owner = result.command._mapping["actor"]
-    events: list[progress.Event] = []
-    audit: list[AuditEvent] = []
-    if execution_id is None:
-        ids = [r._mapping["id"] for r in (*result.ended, *result.to_stop)]
-        audit.append(command_audit.command_cancelled(actor, client, command_id, ids, now))
-    for row in (*result.ended, *result.to_stop):
-        m = row._mapping
-        if execution_id is not None:
-            audit.append(
-                command_audit.execution_cancelled(
-                    actor, client, command_id, m["id"], m["node_id"], now
-                )
-            )
-    for row in result.ended:
-        m = row._mapping
-        events.append(
-            progress.execution_event(
-                command_id, m["id"], m["node_id"], "cancelled", now, reason=records.CANCEL_REASON
-            )
+    audit = _cancel_audit(actor, client, command_id, execution_id, now)
+    result = await asyncio.to_thread(
+        records.cancel, ctx.engine, command_id, now, execution_id, audit
+    )
+    await outbox.deliver(ctx.redis, ctx.engine, result.audit)
+    events = [
+        progress.execution_event(
+            command_id,
+            row._mapping["id"],
+            row._mapping["node_id"],
+            "cancelled",
+            now,
+            reason=records.CANCEL_REASON,
         )
-        audit.append(
-            command_audit.execution_finished(
-                owner,
-                command_id,
-                m["id"],
-                m["node_id"],
-                "cancelled",
-                now,
-                reason=records.CANCEL_REASON,
-            )
-        )
+        for row in result.ended
+    ]
     await send_cancels(
         ctx.redis, [(r._mapping["id"], r._mapping["node_id"]) for r in result.to_stop]
     )
     await progress.publish(ctx.redis, events)
-    await command_audit.emit_all(ctx.redis, audit)

@@ -5,15 +5,31 @@ writer chains them).
 subject and client) and ``execution.finish`` (per ended execution: its status,
 exit code and output digests, or why it was refused or expired). Environment
 values never appear (``specs.redacted``). Many events go in one pipeline.
+
+Every event has a key (``AuditEvent.key``, the fact's stable id: the audit
+writer chains one event per key), so that whoever is unsure an event was
+appended may append it again::
+
+    command.create:<command id>
+    command.cancel:<command id>:<request id>      (one per cancel request)
+    execution.cancel:<execution id>:<request id>
+    execution.finish:<execution id>:<seq>         (the node's finished/refused report)
+    execution.finish:<execution id>:<state>       (ended by the core: cancelled, expired)
+
+An execution the core ended may still be corrected by the node's
+``finished`` report: a second ``execution.finish`` under its seq's key.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from sm_commands import specs
+from sm_commands.records import NewCommand
 from sm_shared.audit import AuditEvent
 from sm_shared.streams import AUDIT_STREAM
 
@@ -28,33 +44,48 @@ def execution_target(execution_id: str) -> str:
     return f"execution:{execution_id}"
 
 
-def command_created(command: dict[str, Any], node_ids: Sequence[str]) -> AuditEvent:
-    """``command`` as answered (redacted spec)."""
-    kind = command["kind"]
+def new_request_id() -> str:
+    """The id of one cancel request (part of its events' keys)."""
+    return uuid.uuid4().hex
+
+
+def finish_key(execution_id: str, end: str | int) -> str:
+    """``end``: the seq of the node's report that ended it, or the state the core ended it in."""
+    return f"execution.finish:{execution_id}:{end}"
+
+
+def command_created(new: NewCommand) -> AuditEvent:
+    """The command as stored (its spec redacted)."""
     detail = {
-        "kind": kind,
-        kind: command[kind],
-        "target": command["target"],
-        "node_ids": list(node_ids),
-        "timeout": command["timeout"],
-        "expires_in": command["expires_in"],
-        "batch": command["batch"],
-        "note": command["note"],
-        "client": command.get("client"),
-        "rerun_of": command["rerun_of"],
+        "kind": new.kind,
+        new.kind: specs.redacted(new.kind, new.spec),
+        "target": new.target,
+        "node_ids": list(new.node_ids),
+        "timeout": new.timeout,
+        "expires_in": new.expires_in,
+        "batch": new.batch,
+        "note": new.note,
+        "client": new.client,
+        "rerun_of": new.rerun_of,
     }
     return AuditEvent(
-        command["actor"],
+        new.actor,
         "command.create",
-        command_target(command["id"]),
+        command_target(new.id),
         SERVICE,
         detail,
-        at=command["created_at"],
+        at=new.created_at,
+        key=f"command.create:{new.id}",
     )
 
 
 def command_cancelled(
-    actor: str, client: str | None, command_id: str, execution_ids: Sequence[str], at: float
+    actor: str,
+    client: str | None,
+    command_id: str,
+    execution_ids: Sequence[str],
+    at: float,
+    request: str,
 ) -> AuditEvent:
     return AuditEvent(
         actor,
@@ -63,11 +94,18 @@ def command_cancelled(
         SERVICE,
         {"client": client, "executions": len(execution_ids)},
         at=at,
+        key=f"command.cancel:{command_id}:{request}",
     )
 
 
 def execution_cancelled(
-    actor: str, client: str | None, command_id: str, execution_id: str, node_id: str, at: float
+    actor: str,
+    client: str | None,
+    command_id: str,
+    execution_id: str,
+    node_id: str,
+    at: float,
+    request: str,
 ) -> AuditEvent:
     return AuditEvent(
         actor,
@@ -76,6 +114,7 @@ def execution_cancelled(
         SERVICE,
         {"client": client, "command_id": command_id, "node_id": node_id},
         at=at,
+        key=f"execution.cancel:{execution_id}:{request}",
     )
 
 
@@ -87,6 +126,7 @@ def execution_finished(
     state: str,
     at: float,
     *,
+    end: str | int,
     exit_code: int | None = None,
     streams: dict[str, dict[str, Any]] | None = None,
     reason: str | None = None,
@@ -105,7 +145,13 @@ def execution_finished(
     if code is not None:
         detail["code"] = code
     return AuditEvent(
-        actor, "execution.finish", execution_target(execution_id), SERVICE, detail, at=at
+        actor,
+        "execution.finish",
+        execution_target(execution_id),
+        SERVICE,
+        detail,
+        at=at,
+        key=finish_key(execution_id, end),
     )
 
 

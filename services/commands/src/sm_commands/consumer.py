@@ -8,6 +8,10 @@ Two consumers on one event loop, each its own consumer group:
 * the audit writer (``audit_writer.run_audit_writer``, group ``audit-chain``
   on ``audit``): the single writer of the hash-chained audit log.
 
+At start the process appends what the audit outbox still holds
+(``outbox.flush``: events an API process staged and died before appending;
+reconciliation rounds flush it too).
+
 Both use the consumer name ``SM_COMMANDS_CONSUMER`` (default: the host
 name), stable across restarts so that a restarted process first re-reads
 what it had read but not acknowledged. SIGTERM/SIGINT stop both after their
@@ -22,6 +26,7 @@ import signal
 
 from redis.asyncio import Redis
 
+from sm_commands import outbox
 from sm_commands.audit_writer import run_audit_writer
 from sm_commands.jobs import open_dispatcher
 from sm_commands.results import ResultsConsumer
@@ -39,6 +44,9 @@ async def serve(settings: CommandsSettings, stop: asyncio.Event) -> None:
     redis = Redis.from_url(settings.redis_url)
     try:
         create_tables(engine)
+        flushed = await outbox.flush(redis, engine)
+        if flushed:
+            log.info("appended %d audit events left in the outbox", flushed)
         consumer = ResultsConsumer(
             settings, engine, redis, open_dispatcher(settings, engine, redis)
         )

@@ -19,6 +19,12 @@ Each round:
    answers its ``started`` with a ``cancel`` and its ``finished`` corrects the record).
 
 Each step handles at most ``commands_chunk`` executions per round.
+
+The ``execution.finish`` events of steps 1 and 4 are staged in the audit
+outbox in the transaction that ends the executions (``outbox.stage``: a
+crash after the commit cannot lose them) and every round appends what the
+outbox holds (``outbox.flush``: these, and whatever an API process staged and
+did not get to append).
 """
 
 from __future__ import annotations
@@ -29,11 +35,10 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, select, update
 
-from sm_commands import command_audit, progress, records
+from sm_commands import command_audit, outbox, progress, records
 from sm_commands.dispatch import Dispatcher, send_cancels
 from sm_commands.schema import AnyRow, commands, executions
 from sm_commands.settings import CommandsSettings
-from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 
 EXPIRED_REASON: Final = "the command expired before the node could start it"
@@ -48,12 +53,15 @@ class Round:
     requeued: int = 0
     dispatched: int = 0
     cancels: int = 0
+    # Audit events appended from the outbox.
+    audited: int = 0
 
 
 def _end_unstarted(
     engine: Engine, now: float, state: str, reason: str, where: Any, limit: int
 ) -> list[AnyRow]:
-    """End, as ``state`` with ``reason``, the unstarted executions ``where`` selects."""
+    """End, as ``state`` with ``reason``, the unstarted executions ``where`` selects, and
+    stage their ``execution.finish`` events (one transaction); returns those ended."""
     unstarted = executions.c.state.in_(("queued", "sent"))
     with writer(engine).begin() as conn:
         rows = conn.execute(
@@ -67,12 +75,35 @@ def _end_unstarted(
             .where(unstarted, where)
             .limit(limit)
         ).all()
+        ended: set[str] = set()
         for part in records.chunked([row.id for row in rows]):
-            conn.execute(
-                update(executions)
-                .where(executions.c.id.in_(part), unstarted)
-                .values(state=state, reason=reason, ended_at=now)
+            # Only what this update changed is audited (on a database with concurrent
+            # writers a row selected above may have moved on meanwhile).
+            ended.update(
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_(part), unstarted)
+                    .values(state=state, reason=reason, ended_at=now)
+                    .returning(executions.c.id)
+                ).scalars()
             )
+        rows = [row for row in rows if row.id in ended]
+        outbox.stage(
+            conn,
+            [
+                command_audit.execution_finished(
+                    row.actor,
+                    row.command_id,
+                    row.id,
+                    row.node_id,
+                    state,
+                    now,
+                    end=state,
+                    reason=reason,
+                )
+                for row in rows
+            ],
+        )
         records.mark_done(conn, {row.command_id for row in rows}, now)
     return list(rows)
 
@@ -177,7 +208,6 @@ async def reconcile(
     done.expired = len(expired)
     done.abandoned = len(abandoned)
     events: list[progress.Event] = []
-    audit: list[AuditEvent] = []
     for state, reason, rows in (
         ("expired", EXPIRED_REASON, expired),
         ("cancelled", ABANDONED_REASON, abandoned),
@@ -186,11 +216,6 @@ async def reconcile(
             events.append(
                 progress.execution_event(
                     row.command_id, row.id, row.node_id, state, now, reason=reason
-                )
-            )
-            audit.append(
-                command_audit.execution_finished(
-                    row.actor, row.command_id, row.id, row.node_id, state, now, reason=reason
                 )
             )
 
@@ -206,7 +231,7 @@ async def reconcile(
                 progress.execution_event(row.command_id, row.id, row.node_id, "queued", now)
             )
     await progress.publish(redis, events)
-    await command_audit.emit_all(redis, audit)
+    done.audited = await outbox.flush(redis, engine)
 
     for command_id in await asyncio.to_thread(_with_queued, engine, now, limit):
         done.dispatched += await dispatcher.command(command_id)

@@ -15,6 +15,14 @@ recorded, so the execution's own seq 0 still counts).
 What was recorded comes back as progress events and audit events for the
 caller to publish after the commit, with the commands whose batch window
 has a free place now.
+
+Audit events are not lost in a crash after the commit and before their
+append (no outbox: the report stays pending in ``results`` until then): a
+``finished`` or ``refused`` report seen again whose end is the one recorded
+(same state and end time) gives its ``execution.finish`` event again, built
+from the report itself, under the same key
+(``execution.finish:<execution id>:<seq>``): the audit writer chains it if
+the first never arrived and drops it otherwise.
 """
 
 from __future__ import annotations
@@ -93,6 +101,8 @@ _COLUMNS: Final = (
     executions.c.state,
     executions.c.last_seq,
     executions.c.started_at,
+    executions.c.ended_at,
+    executions.c.code,
     executions.c.cancel_requested_at,
     commands.c.actor,
     commands.c.window,
@@ -109,6 +119,8 @@ class _Batch:
         self.new_reports: list[dict[str, Any]] = []
         self.chunks: list[dict[str, Any]] = []
         self.touched: set[str] = set()
+        # Keys of the audit events this batch gives (each once).
+        self.audited: set[str | None] = set()
 
     def load(self, ids: Sequence[str]) -> None:
         for part in records.chunked(list(dict.fromkeys(ids))):
@@ -154,6 +166,7 @@ class _Batch:
         seq = int(message["seq"])
         if (execution_id, seq) in self.seen:
             counts.duplicates += 1
+            self._audit_again(ex, message, seq)
             return
         self.seen.add((execution_id, seq))
         self.new_reports.append({"execution_id": execution_id, "seq": seq})
@@ -166,9 +179,9 @@ class _Batch:
         elif kind == "output":
             self._output(ex, message, seq, at)
         elif kind == "finished":
-            self._finished(ex, message)
+            self._finished(ex, message, seq)
         elif kind == "refused":
-            self._refused(ex, message, at)
+            self._refused(ex, message, seq, at)
 
     def _event(self, ex: dict[str, Any], state: str, at: float, **extra: Any) -> None:
         self.outcome.events.append(
@@ -209,7 +222,25 @@ class _Batch:
             )
         )
 
-    def _finished(self, ex: dict[str, Any], message: dict[str, Any]) -> None:
+    def _audit(self, event: AuditEvent) -> None:
+        if event.key not in self.audited:
+            self.audited.add(event.key)
+            self.outcome.audit.append(event)
+
+    def _audit_again(self, ex: dict[str, Any], message: dict[str, Any], seq: int) -> None:
+        """A report recorded before: its ``execution.finish`` again if its end is the one
+        recorded (its first append may have been lost in a crash)."""
+        kind = message["type"]
+        if kind == "finished":
+            same = ex["state"] == message["status"] and ex["ended_at"] == float(message["ended_at"])
+            if same:
+                self._audit(_finished_audit(ex, message, seq))
+        elif kind == "refused":
+            same = ex["state"] == "refused" and ex["code"] == message["code"]
+            if same and ex["ended_at"] == float(message["at"]):
+                self._audit(_refused_audit(ex, message, seq))
+
+    def _finished(self, ex: dict[str, Any], message: dict[str, Any], seq: int) -> None:
         if ex["state"] in TERMINAL and not ended_without_node(ex):
             self.outcome.counts.late += 1
             return
@@ -223,10 +254,8 @@ class _Batch:
             "ended_at": float(message["ended_at"]),
             "reason": None,
         }
-        streams = {}
         for name in ("stdout", "stderr"):
             summary = message[name]
-            streams[name] = summary
             values[f"{name}_bytes"] = int(summary["bytes"])
             values[f"{name}_sha256"] = summary["sha256"]
             values[f"{name}_truncated"] = 1 if summary["truncated"] else 0
@@ -240,21 +269,10 @@ class _Batch:
             with_exit_code=True,
             error=message.get("error"),
         )
-        self.outcome.audit.append(
-            command_audit.execution_finished(
-                ex["actor"],
-                ex["command_id"],
-                ex["id"],
-                ex["node_id"],
-                status,
-                at,
-                exit_code=message["exit_code"],
-                streams=streams,
-            )
-        )
+        self._audit(_finished_audit(ex, message, seq))
         self.ended(ex)
 
-    def _refused(self, ex: dict[str, Any], message: dict[str, Any], at: float) -> None:
+    def _refused(self, ex: dict[str, Any], message: dict[str, Any], seq: int, at: float) -> None:
         if ex["state"] in TERMINAL:
             self.outcome.counts.late += 1
             return
@@ -262,18 +280,7 @@ class _Batch:
         code = str(message["code"])
         self.change(ex, state="refused", code=code, reason=reason, ended_at=at)
         self._event(ex, "refused", at, reason=reason)
-        self.outcome.audit.append(
-            command_audit.execution_finished(
-                ex["actor"],
-                ex["command_id"],
-                ex["id"],
-                ex["node_id"],
-                "refused",
-                at,
-                reason=reason,
-                code=code,
-            )
-        )
+        self._audit(_refused_audit(ex, message, seq))
         self.ended(ex)
 
     def write(self, now: float) -> None:
@@ -284,6 +291,36 @@ class _Batch:
                 update(executions).where(executions.c.id == execution_id).values(**values)
             )
         records.mark_done(self.conn, self.touched, now)
+
+
+def _finished_audit(ex: dict[str, Any], message: dict[str, Any], seq: int) -> AuditEvent:
+    """The ``execution.finish`` of a ``finished`` report (from the report alone)."""
+    return command_audit.execution_finished(
+        ex["actor"],
+        ex["command_id"],
+        ex["id"],
+        ex["node_id"],
+        message["status"],
+        float(message["ended_at"]),
+        end=seq,
+        exit_code=message["exit_code"],
+        streams={name: message[name] for name in ("stdout", "stderr")},
+    )
+
+
+def _refused_audit(ex: dict[str, Any], message: dict[str, Any], seq: int) -> AuditEvent:
+    """The ``execution.finish`` of a ``refused`` report (from the report alone)."""
+    return command_audit.execution_finished(
+        ex["actor"],
+        ex["command_id"],
+        ex["id"],
+        ex["node_id"],
+        "refused",
+        float(message["at"]),
+        end=seq,
+        reason=str(message["reason"]),
+        code=str(message["code"]),
+    )
 
 
 def record(engine: Engine, batch: Sequence[Report], now: float) -> Outcome:

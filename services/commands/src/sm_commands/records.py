@@ -1,7 +1,8 @@
 """Commands and executions in the database: create, read, list, cancel (the API's side).
 
 Everything here is synchronous (run it in a thread); writers use
-``sm_shared.database.writer`` transactions. Answers are the contract's shapes
+``sm_shared.database.writer`` transactions. Creating and cancelling stage
+their audit events in the same transaction (``outbox.stage``). Answers are the contract's shapes
 (``Command``, ``CommandSummary``, ``Execution``, ``Output``), environment values redacted.
 """
 
@@ -10,15 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
-from sm_commands import specs
+from sm_commands import outbox, specs
 from sm_commands.schema import STATES, TERMINAL, AnyRow, commands, executions, output_chunks
+from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 from sm_shared.problems import BadRequest, Conflict, NotFound
 
@@ -53,8 +55,9 @@ class NewCommand:
     id: str = field(default_factory=new_command_id)
 
 
-def create(engine: Engine, new: NewCommand) -> None:
-    """Store the command and one queued execution per node (one transaction)."""
+def create(engine: Engine, new: NewCommand, audit: Sequence[AuditEvent] = ()) -> None:
+    """Store the command and one queued execution per node, and stage ``audit`` (one
+    transaction)."""
     now = new.created_at
     command_row = {
         "id": new.id,
@@ -89,6 +92,7 @@ def create(engine: Engine, new: NewCommand) -> None:
         conn.execute(insert(commands), [command_row])
         for start in range(0, len(rows), INSERT_CHUNK):
             conn.execute(insert(executions), rows[start : start + INSERT_CHUNK])
+        outbox.stage(conn, audit)
 
 
 # ---- reading -------------------------------------------------------------------------
@@ -380,6 +384,8 @@ class Cancellation:
     ended: list[AnyRow] = field(default_factory=list)
     to_stop: list[AnyRow] = field(default_factory=list)
     already_requested: int = 0
+    # The audit events staged with the change.
+    audit: list[AuditEvent] = field(default_factory=list)
 
 
 _ACTIVE: Final = ("queued", "sent", "running")
@@ -387,12 +393,17 @@ CANCEL_REASON: Final = "cancelled before it was sent"
 
 
 def cancel(
-    engine: Engine, command_id: str, now: float, execution_id: str | None = None
+    engine: Engine,
+    command_id: str,
+    now: float,
+    execution_id: str | None = None,
+    audit: Callable[[Cancellation], list[AuditEvent]] | None = None,
 ) -> Cancellation:
     """Cancel the command's (or one execution's) executions that have not ended.
 
     Queued ones end as ``cancelled`` now; sent and running ones get
     ``cancel_requested_at`` (the caller writes their ``cancel`` frames).
+    ``audit(cancellation)`` gives the events staged in the same transaction.
     """
     with writer(engine).begin() as conn:
         command = command_row(conn, command_id)
@@ -437,6 +448,9 @@ def cancel(
                 update(commands).where(commands.c.id == command_id).values(cancelled_at=now)
             )
         mark_done(conn, [command_id], now)
+        if audit is not None:
+            result.audit = audit(result)
+            outbox.stage(conn, result.audit)
     return result
 
 

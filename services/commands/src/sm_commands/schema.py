@@ -18,6 +18,10 @@
   ``seq`` is the report's sequence number.
 * ``reports``: the (execution, seq) of every report recorded: a report seen
   again is recognised and skipped (recording is exactly once).
+* ``audit_outbox``: audit events (keyed, ``sm_shared.audit.AuditEvent.key``)
+  written in the transaction whose change they describe and deleted once
+  appended to the ``audit`` stream (``sm_commands.outbox``); ``id`` keeps
+  their order.
 """
 
 from __future__ import annotations
@@ -150,6 +154,15 @@ reports = Table(
     Column("execution_id", String(ID_LENGTH), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     sqlite_with_rowid=False,
+)
+
+audit_outbox = Table(
+    "audit_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(512), nullable=False, unique=True),
+    # The event's stream fields (``AuditEvent.fields()``) as a JSON object.
+    Column("fields", Text, nullable=False),
 )
 
 _created: weakref.WeakSet[object] = weakref.WeakSet()
