@@ -20,11 +20,11 @@ column was added is not altered.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Final
 
 from sqlalchemy import Column, Engine, Float, Index, Integer, MetaData, String, Table, Text
+
+from sm_shared import database
 
 GENESIS_HASH: Final = "0" * 64
 
@@ -61,18 +61,7 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
-# The pools (one per database) whose tables exist; weak, so a disposed engine's slot is freed.
-_created: weakref.WeakSet[object] = weakref.WeakSet()
-_lock = threading.Lock()
-
 
 def create_tables(engine: Engine) -> None:
     """Create the audit tables that do not exist yet (once per engine and process)."""
-    key = engine.pool
-    if key in _created:
-        return
-    with _lock:
-        if key in _created:
-            return
-        metadata.create_all(engine)
-        _created.add(key)
+    database.create_tables(engine, metadata)

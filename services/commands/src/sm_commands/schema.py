@@ -26,8 +26,6 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any, Final, TypeAlias
 
 from sqlalchemy import (
@@ -45,6 +43,8 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+from sm_shared import database
 
 metadata = MetaData()
 
@@ -165,17 +165,7 @@ audit_outbox = Table(
     Column("fields", Text, nullable=False),
 )
 
-_created: weakref.WeakSet[object] = weakref.WeakSet()
-_lock = threading.Lock()
-
 
 def create_tables(engine: Engine) -> None:
     """Create the commands tables that do not exist yet (once per engine and process)."""
-    key = engine.pool
-    if key in _created:
-        return
-    with _lock:
-        if key in _created:
-            return
-        metadata.create_all(engine)
-        _created.add(key)
+    database.create_tables(engine, metadata)

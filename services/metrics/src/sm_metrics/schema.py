@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from sm_shared.database import writer
+from sm_shared import database
 
 metadata = MetaData()
 
@@ -137,12 +137,5 @@ touched = Table(
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every metrics table that does not exist yet.
-
-    The API, the ingest and the worker all call this at start, often at the
-    same moment: one write transaction taken up front (``BEGIN IMMEDIATE``)
-    makes them wait their turn instead of failing with "database is locked"
-    when two upgrade a read transaction at once.
-    """
-    with writer(engine).begin() as connection:
-        metadata.create_all(connection)
+    """Create every metrics table that does not exist yet (once per engine and process)."""
+    database.create_tables(engine, metadata)

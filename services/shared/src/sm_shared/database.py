@@ -9,9 +9,11 @@ for writers (WAL). Any other URL (PostgreSQL) is used as is.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any, Final
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 
 BUSY_TIMEOUT_MS = 10_000
 IMMEDIATE = "sm_immediate"
@@ -57,3 +59,26 @@ def ping(engine: Engine) -> None:
     """Raise unless the database answers."""
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
+
+
+# (pool, metadata) pairs whose tables this process created or found; weak on the
+# pool, so a disposed engine's entries go with it.
+_created: weakref.WeakKeyDictionary[object, set[int]] = weakref.WeakKeyDictionary()
+_created_lock = threading.Lock()
+
+
+def create_tables(engine: Engine, metadata: MetaData) -> None:
+    """Create the tables of ``metadata`` that do not exist yet (once per engine and process).
+
+    A service's API, its consumers and the worker all call this at start, often
+    at the same moment: one write transaction taken up front (``BEGIN
+    IMMEDIATE`` on SQLite) makes them wait their turn instead of failing with
+    "table already exists" or "database is locked".
+    """
+    with _created_lock:
+        done = _created.setdefault(engine.pool, set())
+        if id(metadata) in done:
+            return
+        with writer(engine).begin() as connection:
+            metadata.create_all(connection)
+        done.add(id(metadata))
