@@ -242,15 +242,24 @@ async def _default_tls_read_buffer(monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     yield
 
 
+@pytest.mark.parametrize(
+    "bounds",
+    [{"events_queue": 8}, {"events_queue": 100_000, "events_queue_bytes": 1024 * 1024}],
+    ids=["messages", "bytes"],
+)
 async def test_a_slow_client_is_dropped_while_another_keeps_receiving(
-    start_gateway: Any, registry: Registry, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    start_gateway: Any,
+    registry: Registry,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    bounds: dict[str, int],
 ) -> None:
     topic, channel = "node:busy", "live:busy"
     big = {"type": "metrics", "node_id": "busy", "received_at": 1.0, "heartbeat": {"pad": ""}}
     token = registry.token("metrics:read")
     count = 400
     async with (
-        start_gateway(events_queue=8) as gw,
+        start_gateway(**bounds) as gw,
         # The clients here share the gateway's process, and with it the small TLS read
         # buffer the gateway sets for agents; real clients are processes of their own
         # with asyncio's default, which the fast one needs to keep up with 100 KiB frames.

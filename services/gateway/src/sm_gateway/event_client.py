@@ -4,7 +4,10 @@ The token was verified at the handshake; its scopes decide which topics the
 client may hold, its ``exp`` when the connection ends (4401). Everything the
 client is sent goes through one bounded queue drained by one writer task: a
 client that does not read fast enough fills it and is closed with 4008, so
-its backlog never grows past ``queue_size`` messages.
+its backlog never grows past ``queue_size`` messages or ``queue_bytes``
+bytes. Both bounds are generous enough for a client that reads steadily to
+follow a command on thousands of nodes (three events per execution in about
+a second, an output chunk up to 22 KB each).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class ClientParts:
     max_node_topics: int
     max_command_topics: int
     queue_size: int
+    queue_bytes: int
 
 
 class EventClient:
@@ -55,6 +59,7 @@ class EventClient:
         self._parts = parts
         self.topics: set[str] = set()
         self._queue: deque[bytes] = deque()
+        self._queue_bytes = 0
         self._queued = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -128,12 +133,16 @@ class EventClient:
     def offer(self, message: bytes) -> None:
         if self._closing is not None:
             return
-        if len(self._queue) >= self._parts.queue_size:
+        if (
+            len(self._queue) >= self._parts.queue_size
+            or self._queue_bytes + len(message) > self._parts.queue_bytes
+        ):
             self._stop(
                 EventCloseCode.TOO_SLOW, "too slow: reconnect, then re-sync over REST", "slow"
             )
             return
         self._queue.append(message)
+        self._queue_bytes += len(message)
         self._parts.instruments.event_messages.inc()
         self._queued.set()
 
@@ -156,6 +165,7 @@ class EventClient:
             self._parts.instruments.event_drops.labels(drop).inc()
             log.info("event client %s: closing with %d (%s)", self.claims.subject, code, drop)
         self._queue.clear()
+        self._queue_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
         self._closing = asyncio.create_task(self.ws.close(code, reason))
@@ -165,4 +175,6 @@ class EventClient:
             await self._queued.wait()
             self._queued.clear()
             while self._queue:
-                await self.ws.send(self._queue.popleft(), text=True)
+                message = self._queue.popleft()
+                self._queue_bytes -= len(message)
+                await self.ws.send(message, text=True)

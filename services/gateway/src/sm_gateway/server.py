@@ -134,6 +134,7 @@ class Gateway:
             max_node_topics=settings.events_max_topics,
             max_command_topics=settings.events_max_command_topics,
             queue_size=settings.events_queue,
+            queue_bytes=settings.events_queue_bytes,
         )
         self.sessions: dict[str, AgentSession] = {}
         # Identities authenticated in process_request, until the handler takes them.

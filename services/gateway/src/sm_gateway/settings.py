@@ -43,7 +43,9 @@ class GatewaySettings(CoreSettings):
     # commands service's reconciliation sends them again).
     agent_outbox_max: int = Field(default=256, ge=1)
     # Client event stream (/events/ws): node and command topics per connection, messages
-    # queued per client.
+    # and their bytes queued per client (a command on 1,000 nodes publishes ~3,000 events
+    # within about a second).
     events_max_topics: int = Field(default=200, ge=1)
     events_max_command_topics: int = Field(default=50, ge=1)
-    events_queue: int = Field(default=256, ge=1)
+    events_queue: int = Field(default=16_384, ge=1)
+    events_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
