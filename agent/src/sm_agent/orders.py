@@ -31,10 +31,11 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 
 ORDER_VERSIONS = (1,)
 KINDS = ("shell", "service", "logs")
@@ -176,27 +177,53 @@ def _version(message: dict[str, Any], version: int) -> None:
 # ------------------------------------------------------------ the signature
 
 
-def load_public_key(text: str) -> Ed25519PublicKey | None:
+class CommandKey:
+    """The core's command public key (32 raw bytes).
+
+    ``cryptography`` costs about 10 MB of memory once imported: it is loaded
+    when the first order is checked, so a node that never gets one never pays.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._key: Ed25519PublicKey | None = None
+
+    def verifies(self, signature: bytes, data: bytes) -> bool:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if self._key is None:
+            self._key = Ed25519PublicKey.from_public_bytes(self.raw)
+        try:
+            self._key.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def load_public_key(text: str) -> CommandKey | None:
     """The command public key as stored at enrollment (unpadded base64url, 32 raw bytes)."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{43}", text):
         return None
     try:
         raw = base64.urlsafe_b64decode(text + "=")
-        return Ed25519PublicKey.from_public_bytes(raw)
     except (ValueError, binascii.Error):
         return None
+    return CommandKey(raw) if len(raw) == 32 else None
 
 
-def verify_signature(key: Ed25519PublicKey | None, execute: Execute) -> None:
+def verify_signature(key: CommandKey | None, execute: Execute) -> None:
     if key is None:
         raise Refusal("bad_signature", "this node holds no usable command key (enroll it again)")
     try:
         signature = base64.urlsafe_b64decode(execute.signature + "==")
-        key.verify(signature, execute.order.encode())
-    except (InvalidSignature, ValueError, binascii.Error):
+        valid = key.verifies(signature, execute.order.encode())
+    except (ValueError, binascii.Error):
+        valid = False
+    if not valid:
         raise Refusal(
             "bad_signature", "the order's signature does not verify with this node's command key"
-        ) from None
+        )
 
 
 # ------------------------------------------------------------ the order
@@ -375,7 +402,7 @@ def parse_order(raw: dict[str, Any]) -> Order:
         raise Refusal("invalid", f"the order is not a valid ExecutionOrder: {exc}") from None
 
 
-def check_order(execute: Execute, key: Ed25519PublicKey | None, node_id: str, now: float) -> Order:
+def check_order(execute: Execute, key: CommandKey | None, node_id: str, now: float) -> Order:
     """Signature, shape, address and expiry of an execute message's order."""
     verify_signature(key, execute)
     order = parse_order(decode_order(execute.order))
