@@ -24,39 +24,32 @@ once idle ``claim_idle`` seconds. A malformed entry is logged, counted
 (``audit-chain:counters`` field ``malformed``) and acknowledged: it never
 stops the chain. A failed write (the database locked or away) is retried
 after a pause, never skipped. Database work runs in a thread
-(``asyncio.to_thread``). Cancelling the task is safe at any point.
+(``asyncio.to_thread``). Cancelling the task is safe at any point. The
+group's loop (reading, recovering, claiming, retrying) is
+``stream_group.GroupConsumer``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from sm_commands import audit_chain
 from sm_commands.audit_schema import create_tables
+from sm_commands.stream_group import Entry, GroupConsumer, text
 from sm_shared.audit import AuditEvent
 from sm_shared.streams import AUDIT_GROUP, AUDIT_STREAM
 
 log = logging.getLogger("sm_commands.audit_writer")
 
 COUNTERS_KEY: Final = "audit-chain:counters"
-RETRY_PAUSE: Final = 1.0
-
-Entry = tuple[Any, Any]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Malformed(ValueError):
@@ -83,8 +76,14 @@ def decode(fields: Any) -> AuditEvent:
 
 
 @dataclass
-class AuditWriter:
+class AuditWriter(GroupConsumer):
     """One consumer of the group ``audit-chain``, appending to the chain in ``engine``."""
+
+    stream = AUDIT_STREAM
+    group = AUDIT_GROUP
+    log = log
+    what = "appending to the audit chain"
+    retry_on = (OperationalError,)  # a Redis failure ends the process's consumers
 
     redis: Redis
     engine: Engine
@@ -95,15 +94,6 @@ class AuditWriter:
     appended: int = 0
     duplicates: int = 0
     malformed: int = 0
-    recovering: bool = True
-    _next_claim: float = field(default=0.0)
-
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(AUDIT_STREAM, AUDIT_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     async def handle(self, entries: Sequence[Entry]) -> int:
         """Append ``entries`` (one transaction), then acknowledge them; returns records added."""
@@ -112,7 +102,7 @@ class AuditWriter:
         events: list[tuple[str, AuditEvent]] = []
         malformed = 0
         for raw_id, fields in entries:
-            stream_id = _text(raw_id)
+            stream_id = text(raw_id)
             try:
                 events.append((stream_id, decode(fields)))
             except Malformed as exc:
@@ -133,82 +123,10 @@ class AuditWriter:
         self.malformed += malformed
         return added
 
-    async def _read(self, start: str, block: int | None) -> list[Entry]:
-        reply: Any = await self.redis.xreadgroup(
-            AUDIT_GROUP, self.consumer, {AUDIT_STREAM: start}, count=self.batch, block=block
-        )
-        if not reply:
-            return []
-        # RESP2: [[stream, [(id, fields), ...]]]; RESP3: {stream: [[(id, fields), ...]]}
-        if isinstance(reply, dict):
-            entries: list[Entry] = next(iter(reply.values()))[0]
-            return entries
-        rest: list[Entry] = reply[0][1]
-        return rest
-
-    async def recover(self) -> int:
-        """Handle this consumer's own pending entries (read before a crash)."""
-        handled = 0
-        while True:
-            entries = await self._read("0", None)
-            if not entries:
-                self.recovering = False
-                return handled
-            await self.handle(entries)
-            handled += len(entries)
-
-    async def claim(self) -> int:
-        """Take over entries other consumers left pending longer than ``claim_idle``."""
-        start = "0-0"
-        handled = 0
-        while True:
-            reply: Any = await self.redis.xautoclaim(
-                AUDIT_STREAM,
-                AUDIT_GROUP,
-                self.consumer,
-                min_idle_time=int(self.claim_idle * 1000),
-                start_id=start,
-                count=self.batch,
-            )
-            start_reply, entries = reply[0], reply[1]
-            # Entries deleted from the stream meanwhile come back as (id, None): acked as malformed.
-            if entries:
-                await self.handle(entries)
-                handled += len(entries)
-            start = _text(start_reply)
-            if start == "0-0":
-                return handled
-
-    async def step(self) -> int:
-        """One round: own pending entries first when recovering, else new ones."""
-        now = time.monotonic()
-        handled = 0
-        if now >= self._next_claim:
-            self._next_claim = now + self.claim_idle / 2
-            claimed = await self.claim()
-            if claimed:
-                log.info("took over %d audit entries other consumers left pending", claimed)
-            handled += claimed
-        if self.recovering:
-            handled += await self.recover()
-        entries = await self._read(">", self.block_ms)
-        await self.handle(entries)
-        return handled + len(entries)
-
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Consume until ``stop`` is set; a failed write is retried, never skipped."""
+        """Create the audit tables when missing, then consume until ``stop`` is set."""
         await asyncio.to_thread(create_tables, self.engine)
-        await self.ensure_group()
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            try:
-                await self.step()
-            except OperationalError as exc:
-                # Nothing was acknowledged: the entries stay pending and are read again.
-                log.warning("appending to the audit chain failed (%s); retrying", exc.orig)
-                self.recovering = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_PAUSE)
+        await super().run(stop)
 
 
 async def run_audit_writer(

@@ -18,22 +18,22 @@ another consumer read and never acknowledged are claimed (``XAUTOCLAIM``)
 once idle for ``commands_claim_idle``. A malformed entry is logged, counted
 and acknowledged. While it runs the consumer keeps
 ``COMMANDS_CONSUMER_HEALTH_KEY`` alive and trims the stream below what the
-group still needs (``XTRIM MINID``).
+group still needs (``XTRIM MINID``). The group's loop (reading, recovering,
+claiming, retrying a failed round) is ``stream_group.GroupConsumer``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -41,6 +41,7 @@ from sm_commands import command_audit, progress
 from sm_commands.dispatch import Dispatcher, send_cancels
 from sm_commands.recording import Counts, Report, record
 from sm_commands.settings import CommandsSettings
+from sm_commands.stream_group import GroupConsumer
 from sm_shared.streams import COMMANDS_CONSUMER_HEALTH_KEY, RESULTS_GROUP, RESULTS_STREAM
 
 log = logging.getLogger("sm_commands.results")
@@ -49,7 +50,6 @@ COUNTERS_KEY: Final = "commands-consumer:counters"
 HEALTH_TTL: Final = 15
 HEALTH_EVERY: Final = 2.0
 TRIM_EVERY: Final = 1.0
-RETRY_PAUSE: Final = 1.0
 REPORT_TYPES: Final = frozenset({"started", "output", "finished", "refused"})
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
@@ -94,28 +94,33 @@ class Totals:
 
 
 @dataclass
-class ResultsConsumer:
+class ResultsConsumer(GroupConsumer):
+    """The consumer ``settings.commands_consumer`` of the group ``commands`` on ``results``."""
+
+    stream = RESULTS_STREAM
+    group = RESULTS_GROUP
+    log = log
+    what = "a results round"
+    retry_on = (OperationalError, RedisError, OSError)
+
     settings: CommandsSettings
     engine: Engine
     redis: Redis
     dispatcher: Dispatcher
     clock: Callable[[], float] = time.time
     totals: Totals = field(default_factory=Totals)
-    recovering: bool = True
-    _next_claim: float = 0.0
     _next_trim: float = 0.0
     _next_health: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.consumer = self.settings.commands_consumer
+        self.batch = self.settings.commands_batch
+        self.block_ms = self.settings.commands_block_ms
+        self.claim_idle = self.settings.commands_claim_idle.total_seconds()
+
     @property
     def name(self) -> str:
-        return self.settings.commands_consumer
-
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(RESULTS_STREAM, RESULTS_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        return self.consumer
 
     async def handle(self, entries: Sequence[Entry]) -> None:
         """Record and act on ``entries``, then acknowledge them."""
@@ -163,69 +168,8 @@ class ResultsConsumer:
         for name, value in outcome.counts.nonzero().items():
             setattr(self.totals.recorded, name, getattr(self.totals.recorded, name) + value)
 
-    async def _read(self, start: str, block: int | None) -> list[Entry]:
-        reply: Any = await self.redis.xreadgroup(
-            RESULTS_GROUP,
-            self.name,
-            {RESULTS_STREAM: start},
-            count=self.settings.commands_batch,
-            block=block,
-        )
-        if not reply:
-            return []
-        entries: list[Entry] = reply[0][1]
-        return entries
-
-    async def recover(self) -> int:
-        """Handle this consumer's own pending entries (read before a crash); returns how many."""
-        handled = 0
-        while True:
-            entries = await self._read("0", None)
-            if not entries:
-                self.recovering = False
-                return handled
-            await self.handle(entries)
-            handled += len(entries)
-
-    async def claim(self) -> int:
-        """Take over entries other consumers left pending longer than the claim idle time."""
-        idle = int(self.settings.commands_claim_idle.total_seconds() * 1000)
-        start = "0-0"
-        handled = 0
-        while True:
-            reply: Any = await self.redis.xautoclaim(
-                RESULTS_STREAM,
-                RESULTS_GROUP,
-                self.name,
-                min_idle_time=idle,
-                start_id=start,
-                count=self.settings.commands_batch,
-            )
-            start_reply, entries = reply[0], reply[1]
-            if entries:
-                await self.handle(entries)
-                handled += len(entries)
-            start = start_reply.decode() if isinstance(start_reply, bytes) else str(start_reply)
-            if start == "0-0":
-                return handled
-
-    async def trim(self) -> None:
-        """``XTRIM MINID`` below the oldest entry the group still needs."""
-        summary: Any = await self.redis.xpending(RESULTS_STREAM, RESULTS_GROUP)
-        if summary["pending"]:
-            floor = summary["min"]
-        else:
-            groups: Any = await self.redis.xinfo_groups(RESULTS_STREAM)
-            mine = [g for g in groups if _text(g["name"]) == RESULTS_GROUP]
-            if not mine:
-                return
-            floor = mine[0]["last-delivered-id"]
-        text = _text(floor)
-        if text in ("0-0", "0"):
-            return
-        await self.redis.xtrim(RESULTS_STREAM, minid=text, approximate=False)
-
-    async def housekeeping(self) -> None:
+    async def housekeeping(self) -> int:
+        """Keep the health key alive, claim (``GroupConsumer``), trim the stream."""
         now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + HEALTH_EVERY
@@ -235,36 +179,8 @@ class ResultsConsumer:
                 "entries": self.totals.entries,
             }
             await self.redis.set(COMMANDS_CONSUMER_HEALTH_KEY, orjson.dumps(status), ex=HEALTH_TTL)
-        if now >= self._next_claim:
-            self._next_claim = now + self.settings.commands_claim_idle.total_seconds() / 2
-            claimed = await self.claim()
-            if claimed:
-                log.info("took over %d entries other consumers left pending", claimed)
+        claimed = await super().housekeeping()
         if now >= self._next_trim:
             self._next_trim = now + TRIM_EVERY
             await self.trim()
-
-    async def step(self) -> int:
-        """One round: own pending entries first when recovering, else new ones."""
-        await self.housekeeping()
-        recovered = await self.recover() if self.recovering else 0
-        entries = await self._read(">", self.settings.commands_block_ms)
-        await self.handle(entries)
-        return recovered + len(entries)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set; a failed round is retried, never skipped."""
-        await self.ensure_group()
-        while not stop.is_set():
-            try:
-                await self.step()
-            except (OperationalError, RedisError, OSError) as exc:
-                # Nothing of the round was acknowledged: its entries are read again.
-                log.warning("a results round failed (%r); retrying", exc)
-                self.recovering = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_PAUSE)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return claimed
