@@ -29,7 +29,7 @@ from typing import Any, Final
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.asyncio import Redis
-from sqlalchemy import Engine, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, select, update
 
 from sm_commands import progress, records
 from sm_commands.orders import OrderFacts, cancel_frame, execute_frame
@@ -225,13 +225,7 @@ class Dispatcher:
             still: set[str] = set()
             for part in records.chunked([c.execution_id for c in chosen]):
                 still.update(
-                    conn.execute(
-                        select(executions.c.id).where(
-                            executions.c.id.in_(part),
-                            executions.c.state == "queued",
-                            executions.c.cancel_requested_at.is_(None),
-                        )
-                    ).scalars()
+                    conn.execute(select(executions.c.id).where(*_still(part, "queued"))).scalars()
                 )
             ids = [c.execution_id for c in chosen if c.execution_id in still]
             if window[0] is not None:
@@ -329,24 +323,23 @@ class Dispatcher:
         with writer(self.engine).begin() as conn:
             for part in records.chunked(list(ids)):
                 marked.update(
-                    conn.execute(
-                        select(executions.c.id).where(
-                            executions.c.id.in_(part),
-                            executions.c.state == "sent",
-                            executions.c.cancel_requested_at.is_(None),
-                        )
-                    ).scalars()
+                    conn.execute(select(executions.c.id).where(*_still(part, "sent"))).scalars()
                 )
                 conn.execute(
                     update(executions)
-                    .where(
-                        executions.c.id.in_(part),
-                        executions.c.state == "sent",
-                        executions.c.cancel_requested_at.is_(None),
-                    )
+                    .where(*_still(part, "sent"))
                     .values(attempts=executions.c.attempts + 1, sent_at=now)
                 )
         return marked
+
+
+def _still(ids: Sequence[str], state: str) -> tuple[ColumnElement[bool], ...]:
+    """Which of the executions ``ids`` are still in ``state``, their cancel not requested."""
+    return (
+        executions.c.id.in_(ids),
+        executions.c.state == state,
+        executions.c.cancel_requested_at.is_(None),
+    )
 
 
 def _in_flight(conn: Any, command_id: str) -> int:
