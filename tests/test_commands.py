@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
@@ -154,6 +155,17 @@ def events_socket(fleet: Fleet, *topics: str) -> Iterator[ClientConnection]:
         answer = json.loads(socket.recv(10))
         assert answer["type"] == "subscribed", answer
         yield socket
+
+
+def child_pid(fleet: Fleet, name: str) -> int:
+    """The pid of ``up``'s child ``name`` now (the banner's, unless up restarted it since)."""
+    for child in psutil.Process(fleet.up.process.pid).children():
+        argv = child.cmdline()
+        if name == "redis" and argv and "redis-server" in argv[0]:
+            return int(child.pid)
+        if "serve" in argv[:-1] and argv[argv.index("serve") + 1] == name:
+            return int(child.pid)
+    raise AssertionError(f"up has no child {name!r}")
 
 
 def test_a_shell_command_on_three_nodes_returns_each_output_and_exit_code(fleet: Fleet) -> None:
@@ -352,11 +364,37 @@ def test_an_edited_audit_record_is_named_by_verify(tmp_path: Path) -> None:
         up.stop()
 
 
+def test_a_command_survives_a_crash_of_redis(fleet: Fleet) -> None:
+    """Redis killed (-9) while a command runs: up restarts it from its AOF; the agent's
+    reports, kept until acknowledged, reach the core over its next connection."""
+    command = fleet.api.run([fleet.local], "sleep 2; echo survived")
+    wait_for(
+        lambda: fleet.api.get(command["id"])["executions"][0]["state"] == "running",
+        15,
+        "the command running",
+    )
+    os.kill(child_pid(fleet, "redis"), signal.SIGKILL)
+    done = fleet.api.finished(command["id"], within=60)
+    (execution,) = done["executions"]
+    assert execution["state"] == "succeeded", execution
+    assert fleet.api.output(done["id"], execution["id"]) == b"survived\n"
+    again = fleet.api.finished(fleet.api.run([fleet.local], "echo after")["id"], within=30)
+    assert again["executions"][0]["state"] == "succeeded"
+
+
+def test_a_command_posted_while_the_worker_is_down_is_dispatched_when_it_returns(
+    fleet: Fleet,
+) -> None:
+    os.kill(child_pid(fleet, "worker"), signal.SIGKILL)
+    command = fleet.api.run(fleet.node_ids, "echo dispatched")
+    done = fleet.api.finished(command["id"], within=45)
+    assert {x["state"] for x in done["executions"]} == {"succeeded"}, done["summary"]
+
+
 def test_a_command_posted_while_the_gateway_is_down_is_delivered_when_it_returns(
     fleet: Fleet,
 ) -> None:
-    gateway_pid = fleet.ready.processes["gateway"]
-    os.kill(gateway_pid, signal.SIGKILL)
+    os.kill(child_pid(fleet, "gateway"), signal.SIGKILL)
     command = fleet.api.run([fleet.local], "echo after-the-crash")
     done = fleet.api.finished(command["id"], within=45)
     (execution,) = done["executions"]
