@@ -83,9 +83,9 @@ async def test_the_worker_runs_contributed_jobs_with_their_resources(
         # with their own resources: the metrics jobs created the metrics database.
         at_start = [c for s in job_sets() for c in s.cron_jobs if c.run_at_startup]
         assert {c.name for c in at_start} >= {"cron:rollup_job", "cron:retention_job"}
-        # The commands reconciliation also runs every 5 s: one scheduled round may
-        # fall within the burst.
-        assert 1 + len(at_start) <= worker.jobs_complete <= 2 + len(at_start)
+        # At least those; the commands reconciliation also runs every 5 s, and on a
+        # busy machine scheduled rounds of it fall within the burst.
+        assert worker.jobs_complete >= 1 + len(at_start)
         assert worker.jobs_failed == 0
         assert data_dir.database("metrics").exists()
     finally:
