@@ -323,12 +323,12 @@ class Dispatcher:
         with writer(self.engine).begin() as conn:
             for part in records.chunked(list(ids)):
                 marked.update(
-                    conn.execute(select(executions.c.id).where(*_still(part, "sent"))).scalars()
-                )
-                conn.execute(
-                    update(executions)
-                    .where(*_still(part, "sent"))
-                    .values(attempts=executions.c.attempts + 1, sent_at=now)
+                    conn.execute(
+                        update(executions)
+                        .where(*_still(part, "sent"))
+                        .values(attempts=executions.c.attempts + 1, sent_at=now)
+                        .returning(executions.c.id)
+                    ).scalars()
                 )
         return marked
 

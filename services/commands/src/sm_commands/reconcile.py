@@ -134,15 +134,11 @@ def _requeue(engine: Engine, ids: list[str]) -> list[str]:
     with writer(engine).begin() as conn:
         for part in records.chunked(ids):
             back += conn.execute(
-                select(executions.c.id).where(
-                    executions.c.id.in_(part), executions.c.state == "sent"
-                )
-            ).scalars()
-            conn.execute(
                 update(executions)
                 .where(executions.c.id.in_(part), executions.c.state == "sent")
                 .values(state="queued")
-            )
+                .returning(executions.c.id)
+            ).scalars()
     return back
 
 
