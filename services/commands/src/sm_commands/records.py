@@ -468,24 +468,20 @@ def _end_queued(conn: Connection, ids: Sequence[str], now: float) -> None:
         )
 
 
-def mark_done(conn: Connection, command_ids: Iterable[str], now: float) -> list[str]:
+def mark_done(conn: Connection, command_ids: Iterable[str], now: float) -> None:
     """Set ``done_at`` on those of ``command_ids`` whose executions have all ended."""
-    done = []
-    for command_id in set(command_ids):
-        active = conn.execute(
-            select(executions.c.id)
-            .where(executions.c.command_id == command_id, executions.c.state.in_(_ACTIVE))
-            .limit(1)
-        ).first()
-        if active is None:
-            changed = conn.execute(
-                update(commands)
-                .where(commands.c.id == command_id, commands.c.done_at.is_(None))
-                .values(done_at=now)
-            ).rowcount
-            if changed:
-                done.append(command_id)
-    return done
+    active = (
+        select(executions.c.id)
+        .where(executions.c.command_id == commands.c.id, executions.c.state.in_(_ACTIVE))
+        .correlate(commands)
+        .exists()
+    )
+    for part in chunked(sorted(set(command_ids))):
+        conn.execute(
+            update(commands)
+            .where(commands.c.id.in_(part), commands.c.done_at.is_(None), ~active)
+            .values(done_at=now)
+        )
 
 
 def execution(engine: Engine, command_id: str, execution_id: str) -> dict[str, Any]:
