@@ -104,20 +104,12 @@ class Presence:
     async def touch(self, node_id: str, connected_at: float) -> bool:
         """Mark the node online through this gateway now; True when it was offline before."""
         now = round(time.time(), 3)
-        document = orjson.dumps(
-            {"gateway": self._gateway, "connected_at": connected_at, "last_seen": now}
-        )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(presence_key(node_id), document, px=self._ttl_ms, get=True)
-            pipe.set(route_key(node_id), self._gateway, px=self._ttl_ms)
-            pipe.hset(LAST_SEEN_HASH, node_id, repr(now))
-            previous, _, _ = await pipe.execute()
-        if previous is None:
-            await self._redis.publish(
-                EVENTS_CHANNEL, status_event(node_id, "online", self._gateway, now)
-            )
-            return True
-        return False
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self.stage(pipe, [Refresh(node_id, connected_at, None)], now)
+            (came_online,) = await pipe.execute()
+        if came_online:
+            await self.announce_online(came_online, now)
+        return bool(came_online)
 
     def stage(self, pipe: Any, refreshes: Sequence[Refresh], now: float) -> None:
         """Queue one script call on ``pipe`` refreshing every node of ``refreshes``."""
