@@ -28,10 +28,9 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
-from sm_commands import specs
+from sm_commands import outbox, specs
 from sm_commands.records import NewCommand
 from sm_shared.audit import AuditEvent
-from sm_shared.streams import AUDIT_STREAM
 
 SERVICE: Final = "commands"
 
@@ -157,9 +156,4 @@ def execution_finished(
 
 async def emit_all(redis: Redis, events: Sequence[AuditEvent]) -> None:
     """Append ``events`` to the audit stream in order, in one pipeline."""
-    if not events:
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.xadd(AUDIT_STREAM, event.fields())  # type: ignore[arg-type]
-        await pipe.execute()
+    await outbox.append(redis, [event.fields() for event in events])

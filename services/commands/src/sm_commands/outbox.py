@@ -62,7 +62,10 @@ def _forget(engine: Engine, keys: Sequence[str]) -> None:
             conn.execute(delete(audit_outbox).where(audit_outbox.c.key.in_(part)))
 
 
-async def _append(redis: Redis, entries: Sequence[dict[str, Any]]) -> None:
+async def append(redis: Redis, entries: Sequence[dict[str, Any]]) -> None:
+    """Append ``entries`` (events' stream fields) to the audit stream in order, in one pipeline."""
+    if not entries:
+        return
     async with redis.pipeline(transaction=False) as pipe:
         for fields in entries:
             pipe.xadd(AUDIT_STREAM, fields)  # type: ignore[arg-type]
@@ -77,7 +80,7 @@ async def deliver(redis: Redis, engine: Engine, events: Sequence[AuditEvent]) ->
     """
     if not events:
         return
-    await _append(redis, [event.fields() for event in events])
+    await append(redis, [event.fields() for event in events])
     try:
         await asyncio.to_thread(_forget, engine, [event.key for event in events if event.key])
     except OperationalError as exc:
@@ -102,7 +105,7 @@ async def flush(redis: Redis, engine: Engine) -> int:
         rows = await asyncio.to_thread(_staged, engine, after, FLUSH_CHUNK)
         if not rows:
             return flushed
-        await _append(redis, [fields for _, _, fields in rows])
+        await append(redis, [fields for _, _, fields in rows])
         await asyncio.to_thread(_forget, engine, [key for _, key, _ in rows])
         after = rows[-1][0]
         flushed += len(rows)
