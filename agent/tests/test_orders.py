@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sm_agent.accepted import AcceptedIds
+from sm_agent.accepted import COMPACT_MIN_RECORDS, AcceptedIds
 from sm_agent.orders import (
     BadMessage,
     Execute,
@@ -306,3 +306,17 @@ def test_accepted_ids_persist_and_expire(tmp_path: Path) -> None:
     with path.open("a") as file:
         file.write("a x_3 99")  # a torn record: never flushed, never acted on
     assert "x_3" not in AcceptedIds(path, clock=lambda: now[0])
+
+
+def test_accepted_ids_pruned_while_running(tmp_path: Path) -> None:
+    now = [1000.0]
+    path = tmp_path / "accepted"
+    ids = AcceptedIds(path, clock=lambda: now[0])
+    for i in range(2000):
+        now[0] += 10.0
+        ids.add(f"x_{i}", now[0] + 60.0)
+        ids.mark_done(f"x_{i}")
+    # Only ids within an hour (and a minute) of their expiry are remembered.
+    assert len(ids) < 2 * COMPACT_MIN_RECORDS
+    assert len(path.read_text().splitlines()) < 4 * COMPACT_MIN_RECORDS
+    assert f"x_{1999}" in ids

@@ -9,7 +9,8 @@ its process starts, and an order whose id is recorded is refused
 
 An id is kept until ``expires_at`` plus a margin (a clock set back a little
 does not make an expired order new again), then pruned: the file is
-rewritten with the live records when most of it is dead. An id accepted but
+rewritten with the live records at start and whenever it has doubled since
+it was last rewritten. An id accepted but
 never marked done tells a restarted agent that an execution was cut short.
 """
 
@@ -35,6 +36,7 @@ class AcceptedIds:
         self._expires: dict[str, float] = {}
         self._done: set[str] = set()
         self._records = 0
+        self._compact_at = COMPACT_MIN_RECORDS
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._load()
         self._compact()
@@ -92,9 +94,10 @@ class AcceptedIds:
                 log.warning("%s: skipping a damaged record %r", self._path, line[:80])
 
     def _prune(self) -> None:
-        if self._records < max(COMPACT_MIN_RECORDS, 4 * (len(self._expires) + len(self._done))):
-            return
-        self._compact()
+        # Every record names a remembered id until a rewrite drops the expired ones, so
+        # the file's length alone says when to rewrite (amortized: at twice the last).
+        if self._records >= self._compact_at:
+            self._compact()
 
     def _compact(self) -> None:
         now = self._clock()
@@ -120,3 +123,4 @@ class AcceptedIds:
         finally:
             os.close(dir_fd)
         self._records = len(records)
+        self._compact_at = max(COMPACT_MIN_RECORDS, 2 * self._records)
