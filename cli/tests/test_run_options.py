@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from sm_ctl.run_cli import BadInput, build_body, build_target, labels_for
 
@@ -78,3 +81,21 @@ def test_labels_add_the_id_where_host_names_repeat() -> None:
         "cccccccc-3": "db",
     }
     assert labels_for(["x"], {}) == {"x": "x"}
+
+
+def test_the_remote_commands_load_only_when_used() -> None:
+    """`smctl serve` (every child of `up`) does not import them; `smctl run` finds them."""
+    probe = (
+        "import sys, sm_ctl.main; "
+        "print([m for m in ('sm_ctl.remote', 'sm_ctl.fleet_cli', 'sm_ctl.run_cli', "
+        "'sm_ctl.audit_cli') if m in sys.modules])"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
+    from sm_ctl.main import app
+
+    result = CliRunner().invoke(app, ["run", "-t", "all"])
+    assert result.exit_code == 2
+    assert "nothing to run" in result.output

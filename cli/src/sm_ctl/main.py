@@ -9,15 +9,17 @@ variables (shown in ``--help``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from sm_ctl import audit_cli, banner, fleet_cli, lock, run_cli
+from sm_ctl import banner, lock
 from sm_ctl.catalog import (
     Listener,
     MissingKeyMaterial,
@@ -36,7 +38,41 @@ if TYPE_CHECKING:
 # one command needs (the launcher's HTTP and Redis clients, the archive code)
 # is imported inside that command, so the children start sooner.
 
+
+# The commands against a running core (sm_ctl.remote): the fleet, remote commands,
+# the audit log. Their modules (rich tables and progress, the API session) are
+# imported only when one of them is looked up, never by `smctl serve`.
+REMOTE_COMMANDS = ("nodes", "node", "run", "audit")
+
+
+@functools.cache
+def _remote_commands() -> dict[str, Any]:
+    from sm_ctl import audit_cli, fleet_cli, run_cli
+
+    remote = typer.Typer()
+    remote.command("nodes")(fleet_cli.nodes)
+    remote.add_typer(fleet_cli.node_app, name="node")
+    remote.command("run")(run_cli.run)
+    remote.add_typer(audit_cli.audit_app, name="audit")
+    group = typer.main.get_command(remote)
+    assert isinstance(group, TyperGroup)
+    return dict(group.commands)
+
+
+class _Commands(TyperGroup):
+    """smctl's commands, the remote ones (REMOTE_COMMANDS) loaded when looked up."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *REMOTE_COMMANDS]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in REMOTE_COMMANDS:
+            return _remote_commands()[cmd_name]
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="smctl",
     help="Server Manager: start the core, show and rotate its keys, back it up.",
     no_args_is_help=True,
@@ -343,10 +379,3 @@ def restore(
         f"Restored the backup of {manifest.created_at} into {target.root} "
         f"(databases {', '.join(manifest.databases) or 'none'}); start it with `smctl up --data-dir {target.root}`"
     )
-
-
-# Against a running core (sm_ctl.remote): the fleet, remote commands, the audit log.
-app.command("nodes")(fleet_cli.nodes)
-app.add_typer(fleet_cli.node_app, name="node")
-app.command("run")(run_cli.run)
-app.add_typer(audit_cli.audit_app, name="audit")
