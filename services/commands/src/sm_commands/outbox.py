@@ -28,10 +28,9 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 from sqlalchemy import Connection, Engine, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
-from sm_commands.schema import audit_outbox
+from sm_commands.schema import audit_outbox, insert_ignoring
 from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 from sm_shared.streams import AUDIT_STREAM
@@ -48,11 +47,8 @@ def stage(conn: Connection, events: Sequence[AuditEvent]) -> None:
         if event.key is None:
             raise ValueError(f"an outbox event needs a key: {event.action} {event.target}")
         rows.append({"key": event.key, "fields": orjson.dumps(event.fields()).decode()})
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     # A fact staged again (another process ended it first) is the same fact: kept once.
-    conn.execute(dialect.insert(audit_outbox).on_conflict_do_nothing(), rows)
+    insert_ignoring(conn, audit_outbox, rows)
 
 
 def _forget(engine: Engine, keys: Sequence[str]) -> None:

@@ -33,11 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, select, update
 
 from sm_commands import command_audit, progress, records
-from sm_commands.schema import TERMINAL, commands, executions, output_chunks, reports
+from sm_commands.schema import (
+    TERMINAL,
+    commands,
+    executions,
+    insert_ignoring,
+    output_chunks,
+    reports,
+)
 from sm_shared.audit import AuditEvent
 from sm_shared.database import writer
 
@@ -85,13 +91,6 @@ class Outcome:
 def ended_without_node(ex: dict[str, Any]) -> bool:
     """The core ended it without a word from the node: expired, or cancelled unstarted."""
     return ex["state"] == "expired" or (ex["state"] == "cancelled" and ex["started_at"] is None)
-
-
-def insert_ignoring(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
 
 
 _COLUMNS: Final = (

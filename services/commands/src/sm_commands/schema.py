@@ -26,11 +26,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -43,6 +45,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from sm_shared import database
 
@@ -164,6 +167,14 @@ audit_outbox = Table(
     # The event's stream fields (``AuditEvent.fields()``) as a JSON object.
     Column("fields", Text, nullable=False),
 )
+
+
+def insert_ignoring(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping those whose unique key is already there (SQLite, PostgreSQL)."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
 
 
 def create_tables(engine: Engine) -> None:
