@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, tuple_, update
 
 from sm_commands import command_audit, progress, records
 from sm_commands.schema import (
@@ -121,19 +121,27 @@ class _Batch:
         # Keys of the audit events this batch gives (each once).
         self.audited: set[str | None] = set()
 
-    def load(self, ids: Sequence[str]) -> None:
-        for part in records.chunked(list(dict.fromkeys(ids))):
+    def load(self, batch: Sequence[Report]) -> None:
+        """The batch's executions, and which of its (execution, seq) pairs are recorded."""
+        ids = list(dict.fromkeys(report.message["execution_id"] for report in batch))
+        for part in records.chunked(ids):
             for row in self.conn.execute(
                 select(*_COLUMNS)
                 .join(commands, commands.c.id == executions.c.command_id)
                 .where(executions.c.id.in_(part))
             ):
                 self.found[row.id] = dict(row._mapping)
+        # Only the batch's own pairs: an execution's earlier reports may be very many.
+        pairs = list(
+            dict.fromkeys((r.message["execution_id"], int(r.message["seq"])) for r in batch)
+        )
+        key = tuple_(reports.c.execution_id, reports.c.seq)
+        for start in range(0, len(pairs), records.IN_CHUNK):
             self.seen.update(
                 (x, s)
                 for x, s in self.conn.execute(
                     select(reports.c.execution_id, reports.c.seq).where(
-                        reports.c.execution_id.in_(part)
+                        key.in_(pairs[start : start + records.IN_CHUNK])
                     )
                 )
             )
@@ -330,7 +338,7 @@ def record(engine: Engine, batch: Sequence[Report], now: float) -> Outcome:
         return outcome
     with writer(engine).begin() as conn:
         work = _Batch(conn, outcome)
-        work.load([report.message["execution_id"] for report in batch])
+        work.load(batch)
         for report in batch:
             work.apply(report)
         work.write(now)
