@@ -290,14 +290,10 @@ class Control:
             reports = self.reports.read_all(execution_id)
             self._finish_interrupted(execution_id, reports)
         for execution_id in self.accepted.unfinished():
-            if execution_id in self.reports:
-                continue
-            last = self.reports.last_seq(execution_id)
-            if last < 0:
+            if execution_id not in self.reports:
                 # Accepted, nothing reported (cut short before it started or before its
                 # first report, or all of its reports were acknowledged).
                 self._finish_interrupted(execution_id, [])
-        for execution_id in self.accepted.unfinished():
             self.accepted.mark_done(execution_id)
 
     def _finish_interrupted(self, execution_id: str, reports: list[dict[str, Any]]) -> None:

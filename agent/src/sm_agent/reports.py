@@ -52,13 +52,11 @@ class _Execution:
     reports: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     last_seq: int = -1
     final: bool = False
-    size: int = 0
 
 
 class ReportSpool:
-    def __init__(self, directory: Path, *, sync: bool = True) -> None:
+    def __init__(self, directory: Path) -> None:
         self._directory = directory
-        self._sync = sync
         self._executions: dict[str, _Execution] = {}
         # Send order: serial -> (execution_id, seq); _serials sorted, may hold gone ones.
         self._by_serial: dict[int, tuple[str, int]] = {}
@@ -128,8 +126,8 @@ class ReportSpool:
 
     # ------------------------------------------------------------ changes
 
-    def append(self, report: dict[str, Any]) -> bytes:
-        """Keep ``report`` (on the disk when this returns); its JSON as it will be sent."""
+    def append(self, report: dict[str, Any]) -> None:
+        """Keep ``report`` (on the disk when this returns)."""
         execution_id = str(report["execution_id"])
         seq = int(report["seq"])
         execution = self._executions.get(execution_id)
@@ -142,14 +140,12 @@ class ReportSpool:
         try:
             offset = os.fstat(fd).st_size
             os.write(fd, raw + b"\n")
-            if self._sync:
-                os.fdatasync(fd)
+            os.fdatasync(fd)
         finally:
             os.close(fd)
         self._keep(execution_id, execution, seq, offset, len(raw), report["type"])
         if self.listener is not None:
             self.listener()
-        return raw
 
     def acknowledge(self, execution_id: str, upto: int) -> int:
         """Reports of ``execution_id`` with seq <= ``upto`` are durable in the core; how many left."""
@@ -161,7 +157,6 @@ class ReportSpool:
             serial, _, length = execution.reports.pop(seq)
             self._by_serial.pop(serial, None)
             self.pending_bytes -= length
-            execution.size -= length
         if execution.final and not execution.reports:
             del self._executions[execution_id]
             with contextlib.suppress(FileNotFoundError):
@@ -189,7 +184,6 @@ class ReportSpool:
         execution.reports[seq] = (serial, offset, length)
         execution.last_seq = seq
         execution.final = kind in FINAL_TYPES
-        execution.size += length
         self.pending_bytes += length
         self._by_serial[serial] = (execution_id, seq)
         self._serials.append(serial)
