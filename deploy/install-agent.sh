@@ -74,7 +74,9 @@ while [ $# -gt 0 ]; do
                     *[!A-Za-z0-9@._:-]*) die "--allow-service: '$unit' is not a unit name" ;;
                 esac
                 case "$unit" in
-                    *.service | *.socket | *.target | *.timer | *.mount | *.path) ;;
+                    # The unit types sm_agent.policy.UNIT_SUFFIXES knows (the agent's names).
+                    *.service | *.socket | *.target | *.timer | *.mount | *.automount) ;;
+                    *.path | *.slice | *.scope | *.swap | *.device) ;;
                     *) unit="$unit.service" ;;
                 esac
                 SERVICE_UNITS="${SERVICE_UNITS:+$SERVICE_UNITS, }\"$unit\""

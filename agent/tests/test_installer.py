@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from sm_agent.policy import UNIT_SUFFIXES, unit_name
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 INSTALLER = DEPLOY / "install-agent.sh"
 
@@ -97,3 +99,12 @@ def test_bad_units_are_refused(tmp_path: Path, units: str) -> None:
     result = install(tmp_path, "--allow-service", units)
     assert result.returncode != 0
     assert "--allow-service" in result.stderr
+
+
+def test_units_are_named_as_the_agent_names_them(tmp_path: Path) -> None:
+    # The installer's service_units and polkit rule must match what policy.plan checks.
+    units = ["web", *(f"u{suffix}" for suffix in UNIT_SUFFIXES)]
+    result = install(tmp_path, "--allow-service", ",".join(units))
+    assert result.returncode == 0, result.stderr
+    config = tomllib.loads((tmp_path / "root/etc/sm-agent/agent.toml").read_text())
+    assert config["service_units"] == [unit_name(unit) for unit in units]
