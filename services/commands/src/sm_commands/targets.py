@@ -56,19 +56,12 @@ class Resolver:
 
     async def resolve(self, target: dict[str, Any]) -> list[str]:
         """The ids of the nodes ``target`` names (sorted, at least one)."""
-        for _ in range(2):
-            try:
-                token = await self._token.get()
-                response = await self._http.post(
-                    RESOLVE_PATH, json=target, headers={"Authorization": f"Bearer {token}"}
-                )
-            except RegistryUnavailable as exc:
-                raise Unavailable(f"the registry cannot be asked: {exc}") from exc
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"the registry cannot be asked: {exc!r}") from exc
-            if response.status_code == 401 and self._token.rejected(token):
-                continue
-            break
+        try:
+            response = await self._token.send(self._http, "POST", RESOLVE_PATH, json=target)
+        except RegistryUnavailable as exc:
+            raise Unavailable(f"the registry cannot be asked: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the registry cannot be asked: {exc!r}") from exc
         if response.status_code == 200:
             node_ids: list[str] = response.json()["node_ids"]
             if not node_ids:

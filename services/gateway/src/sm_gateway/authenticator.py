@@ -113,27 +113,18 @@ class Authenticator:
         return len(stale)
 
     async def _ask_registry(self, credential: str) -> NodeIdentity:
-        for _attempt in range(2):
-            token = await self._token.get()
-            self.registry_calls += 1
+        self.registry_calls += 1
+        try:
+            response = await self._token.send(
+                self._http, "POST", AUTHENTICATE_PATH, json={"credential": credential}
+            )
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"node authentication failed: {exc!r}") from exc
+        if response.status_code == 200:
             try:
-                response = await self._http.post(
-                    AUTHENTICATE_PATH,
-                    json={"credential": credential},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            except httpx.HTTPError as exc:
-                raise RegistryUnavailable(f"node authentication failed: {exc!r}") from exc
-            if response.status_code == 200:
-                try:
-                    return _identity(response.json())
-                except ValueError as exc:
-                    raise RegistryUnavailable("the registry answered invalid JSON") from exc
-            if response.status_code == 401 and self._token.rejected(token):
-                continue  # our token may be what was refused: once more with a fresh one
-            if response.status_code in (401, 403):
-                raise NodeRefused(
-                    response.status_code, _detail(response, "the credential was refused")
-                )
-            raise RegistryUnavailable(f"node authentication: HTTP {response.status_code}")
-        raise NodeRefused(401, "the credential was refused")
+                return _identity(response.json())
+            except ValueError as exc:
+                raise RegistryUnavailable("the registry answered invalid JSON") from exc
+        if response.status_code in (401, 403):
+            raise NodeRefused(response.status_code, _detail(response, "the credential was refused"))
+        raise RegistryUnavailable(f"node authentication: HTTP {response.status_code}")

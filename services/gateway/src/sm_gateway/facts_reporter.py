@@ -96,14 +96,7 @@ class FactsReporter:
         if stored is not None and stored.decode() == digest:
             self._stored[node_id] = digest
             return "unchanged"
-        for _attempt in range(2):
-            token = await self._token.get()
-            response = await self._registry.put(
-                facts_path(node_id), json=facts, headers={"Authorization": f"Bearer {token}"}
-            )
-            if response.status_code == 401 and self._token.rejected(token):
-                continue
-            break
+        response = await self._token.send(self._registry, "PUT", facts_path(node_id), json=facts)
         if response.status_code != 204:
             raise RegistryUnavailable(
                 f"PUT facts: HTTP {response.status_code} {response.text[:200]}"

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -62,6 +62,19 @@ class ServiceToken:
             return False
         self._token = None
         return True
+
+    async def send(
+        self, http: httpx.AsyncClient, method: str, url: str, **options: Any
+    ) -> httpx.Response:
+        """``method url`` on ``http`` with the service token; sent once more with a fresh
+        token when the registry rejects one that may be stale (``rejected``)."""
+        while True:
+            token = await self.get()
+            response = await http.request(
+                method, url, headers={"Authorization": f"Bearer {token}"}, **options
+            )
+            if response.status_code != 401 or not self.rejected(token):
+                return response
 
     async def _fetch(self) -> None:
         try:
