@@ -1,7 +1,10 @@
-"""A typed async client of the core's HTTP API (so far: access tokens).
+"""The transport of the typed async API client: trust, access tokens, requests.
 
 Errors come back as :class:`ApiError`, whether the core answered a problem
-document (RFC 9457) or, from the token endpoint, an RFC 6749 error.
+document (RFC 9457) or, from the token endpoint, an RFC 6749 error, or could
+not be reached at all (status 0, code ``unreachable``). The area modules
+(``sm_client.api.fleet``, ``.metrics``, ``.commands``, ``.admin``) call
+:meth:`CoreApi.call`; nothing here imports Flet.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import httpx
 
@@ -21,6 +24,9 @@ TOKEN_PATH: Final = "/api/v1/oauth/token"  # noqa: S105 (a URL path)
 ADMIN_CLIENT_ID: Final = "sm-admin"
 USER_CLIENT_ID: Final = "sm-client"
 TIMEOUT: Final = 15.0
+# A token is renewed this long before it expires (the core issues 15-minute tokens).
+RENEW_BEFORE: Final = 60.0
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 class ApiError(Exception):
@@ -32,6 +38,11 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+
+    @property
+    def title(self) -> str:
+        """What a screen shows as the error's heading."""
+        return self.code
 
     @classmethod
     def from_response(cls, response: httpx.Response) -> ApiError:
@@ -71,14 +82,42 @@ class AccessToken:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+@dataclass(frozen=True)
+class SecretKeyLogin:
+    secret_key: str
+
+    def __repr__(self) -> str:  # never print the secret
+        return "SecretKeyLogin(…)"
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"PasswordLogin({self.username!r}, …)"
+
+
+Login = SecretKeyLogin | PasswordLogin
+
+
 class CoreApi:
-    """The core at ``origin``, verified with ``verify`` (see ``sm_client.trust``)."""
+    """The core at ``origin``, verified with ``verify`` (see ``sm_client.trust``).
+
+    After :meth:`sign_in` it keeps the login in memory (never on disk) so it
+    can buy a new access token before the current one expires; :meth:`call`
+    does that transparently.
+    """
 
     def __init__(self, origin: str, verify: ssl.SSLContext, *, timeout: float = TIMEOUT) -> None:
         self.origin = origin
+        self.verify = verify
         self._http = httpx.AsyncClient(
             base_url=origin, verify=verify, timeout=timeout, trust_env=False
         )
+        self._login: Login | None = None
+        self._token: AccessToken | None = None
 
     @classmethod
     async def bootstrap(cls, server: str, secret_key: str, ca_file: Path) -> CoreApi:
@@ -100,9 +139,77 @@ class CoreApi:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    # --- signing in -------------------------------------------------------------
+
+    async def sign_in(self, login: Login) -> AccessToken:
+        """Exchange ``login`` for an access token and keep both for later calls."""
+        if isinstance(login, SecretKeyLogin):
+            token = await self.token_from_secret_key(login.secret_key)
+        else:
+            token = await self.token_from_password(login.username, login.password)
+        self._login, self._token = login, token
+        return token
+
+    @property
+    def signed_in(self) -> bool:
+        return self._token is not None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes of the current token (empty before signing in)."""
+        return self._token.scopes if self._token is not None else frozenset()
+
+    @property
+    def username(self) -> str | None:
+        """The signed-in user's name; None for the secret key (the built-in admin client)."""
+        return self._login.username if isinstance(self._login, PasswordLogin) else None
+
+    def may(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    async def access_token(self) -> AccessToken:
+        """The current token, renewed first when it expires within :data:`RENEW_BEFORE`."""
+        if self._login is None or self._token is None:
+            raise ApiError(401, "not signed in", "sign in before calling the core")
+        if self._token.expires_within(RENEW_BEFORE):
+            await self.sign_in(self._login)
+        assert self._token is not None
+        return self._token
+
+    # --- calls --------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: Method,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        expect: tuple[int, ...] = (200, 201, 202, 204),
+    ) -> Any:
+        """One authenticated request; the decoded JSON body (None for 204).
+
+        ``params`` values that are None are left out; lists repeat the parameter.
+        A status outside ``expect`` raises :class:`ApiError` from the problem
+        document; a transport failure raises ``ApiError(0, "unreachable", ...)``.
+        """
+        token = await self.access_token()
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = await self._http.request(
+                method, path, params=query, json=json, headers=token.header()
+            )
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach {self.origin}: {exc}") from exc
+        if response.status_code not in expect:
+            raise ApiError.from_response(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
     async def token_from_secret_key(self, secret_key: str) -> AccessToken:
         """Exchange the secret key for an admin access token."""
-        return await self._token(
+        return await self._exchange(
             {
                 "grant_type": "client_credentials",
                 "client_id": ADMIN_CLIENT_ID,
@@ -122,9 +229,9 @@ class CoreApi:
         }
         if scopes:
             form["scope"] = " ".join(scopes)
-        return await self._token(form)
+        return await self._exchange(form)
 
-    async def _token(self, form: dict[str, str]) -> AccessToken:
+    async def _exchange(self, form: dict[str, str]) -> AccessToken:
         try:
             response = await self._http.post(TOKEN_PATH, data=form)
         except httpx.HTTPError as exc:

@@ -1,0 +1,7 @@
+"""Strings of the dashboard area."""
+
+from typing import Final
+
+EN: Final[dict[str, str]] = {}
+
+ZH: Final[dict[str, str]] = {}

@@ -1,0 +1,7 @@
+"""Strings of the nodes area."""
+
+from typing import Final
+
+EN: Final[dict[str, str]] = {}
+
+ZH: Final[dict[str, str]] = {}

@@ -1,0 +1,1 @@
+"""Thin views: one module per screen; they render view-model state and call its methods."""
