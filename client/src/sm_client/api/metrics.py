@@ -6,7 +6,7 @@ second; a value is None where the node does not report it. No Flet here.
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypedDict, cast
+from typing import Any, Final, Literal, TypedDict, cast
 from urllib.parse import quote
 
 from sm_client.api.core import CoreApi
@@ -209,3 +209,43 @@ class MetricsApi:
                 "GET", f"/api/v1/metrics/nodes/{quote(node_id, safe='')}/series", params=params
             ),
         )
+
+
+def _percent(used: float, total: float) -> float | None:
+    return used * 100 / total if total else None
+
+
+def values_from_sample(sample: dict[str, Any]) -> MetricValues:
+    """The ``MetricValues`` of a live heartbeat's ``sample`` (as the ingest computes them).
+
+    Live ``metrics`` messages on ``node:<id>`` carry the agent's raw sample;
+    this gives the same numbers ``latest`` returns, so a view shows one shape.
+    """
+    memory, swap, net = sample["memory"], sample["swap"], sample["net"]
+    disks = sample.get("disks") or []
+    disk_io = sample.get("disk_io")
+    load = sample.get("load") or [None, None, None]
+    disk_total = float(sum(d["total"] for d in disks))
+    disk_used = float(sum(d["used"] for d in disks))
+    tcp = sample.get("tcp")
+    return MetricValues(
+        cpu=float(sample["cpu"]["percent"]),
+        mem_percent=_percent(memory["used"], memory["total"]),
+        mem_used=float(memory["used"]),
+        mem_total=float(memory["total"]),
+        mem_available=float(memory["available"]),
+        swap_used=float(swap["used"]),
+        swap_total=float(swap["total"]),
+        disk_percent=_percent(disk_used, disk_total),
+        disk_used=disk_used if disks else None,
+        disk_total=disk_total if disks else None,
+        disk_read_bps=None if disk_io is None else disk_io.get("read_bps"),
+        disk_write_bps=None if disk_io is None else disk_io.get("write_bps"),
+        net_rx_bps=net.get("rx_bps"),
+        net_tx_bps=net.get("tx_bps"),
+        load1=load[0],
+        load5=load[1],
+        load15=load[2],
+        processes=float(sample["processes"]),
+        tcp=None if tcp is None else float(tcp),
+    )
