@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,11 @@ class Agent:
         key: str,
         gateway_url: str | None = None,
         settings: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
-        """``settings``: more lines of the agent's TOML configuration (``allow_shell = true``)."""
+        """``settings``: more lines of the agent's TOML configuration (``allow_shell = true``);
+        ``env``: variables set for the agent process (``PATH`` with a stand-in ``systemctl``)."""
+        self.env = dict(env or {})
         self.state = root / "state"
         self.config = root / "agent.toml"
         root.mkdir(parents=True, exist_ok=True)
@@ -187,6 +190,7 @@ class Agent:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+        env.update(self.env)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [SM_AGENT, "run", "--config", str(self.config), "--log-level", "DEBUG"],
