@@ -171,12 +171,55 @@ ADMIN_TOKEN_NEW: Final = "admin-token-new"
 ADMIN_GROUP_NEW: Final = "admin-group-new"
 
 
+ADMIN_TAB_CLIENTS: Final = "admin-tab-clients"
+ADMIN_ROLE_NEW: Final = "admin-role-new"
+ADMIN_CLIENT_NEW: Final = "admin-client-new"
+ADMIN_SECRET: Final = "admin-secret"  # a secret shown once (token text, client secret); label: it
+ADMIN_FORM_SUBMIT: Final = "admin-form-submit"  # the submitting button of an admin form dialog
+ADMIN_FORM_ERROR: Final = "admin-form-error"  # label: the core's refusal (title: detail)
+
+
 def admin_token_copy(token_id: str) -> str:
+    """Copies the token's text; shown with the text, once, right after creating it."""
     return f"admin-token-copy-{token_id}"
 
 
 def admin_token_revoke(token_id: str) -> str:
     return f"admin-token-revoke-{token_id}"
+
+
+def admin_token_row(token_id: str) -> str:
+    """A token of the list; label: its description and state."""
+    return f"admin-token-{token_id}"
+
+
+def admin_user_row(username: str) -> str:
+    """A user of the list; label: name, role and status."""
+    return f"admin-user-{username}"
+
+
+def admin_user_action(action: str, username: str) -> str:
+    """``admin-user-role-alice`` / ``-disable-`` / ``-enable-`` / ``-delete-``."""
+    return f"admin-user-{action}-{username}"
+
+
+def admin_role_action(action: str, role: str) -> str:
+    """``admin-role-edit-auditor`` / ``admin-role-delete-auditor``."""
+    return f"admin-role-{action}-{role}"
+
+
+def admin_group_row(name: str) -> str:
+    return f"admin-group-{name}"
+
+
+def admin_group_action(action: str, name: str) -> str:
+    """``admin-group-edit-web`` / ``admin-group-delete-web``."""
+    return f"admin-group-{action}-{name}"
+
+
+def admin_client_action(action: str, client_id: str) -> str:
+    """``admin-client-edit-backup`` / ``admin-client-delete-backup`` / ``admin-client-copy-backup``."""
+    return f"admin-client-{action}-{client_id}"
 
 
 # --- settings ----------------------------------------------------------------------
