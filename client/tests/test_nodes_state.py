@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,43 +19,13 @@ import pytest
 from sm_client.api import CoreApi
 from sm_client.api.fleet import FleetApi
 from sm_client.live import LiveEvents
-from sm_client.state.feed import Handler, Message, Resync, Stop
 from sm_client.state.nodes import NodeFilters, NodesState, parse_label_changes
 from sm_client.state.observable import Phase
 
 from .conftest import Core
+from .feeds import RecordingFeed, eventually
 
 PREFIX = "nlist"
-
-
-class RecordingFeed:
-    """A Feed the test drives by hand: it records topics and delivers what the test sends."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, list[Handler]] = {}
-        self.resyncs: list[Resync] = []
-        self.connected = True
-
-    def subscribe(self, topic: str, handler: Handler) -> Stop:
-        self.handlers.setdefault(topic, []).append(handler)
-
-        def stop() -> None:
-            self.handlers[topic].remove(handler)
-            if not self.handlers[topic]:
-                del self.handlers[topic]
-
-        return stop
-
-    def on_resync(self, resync: Resync) -> Stop:
-        self.resyncs.append(resync)
-        return lambda: self.resyncs.remove(resync)
-
-    def send(self, topic: str, message: Message) -> None:
-        for handler in list(self.handlers.get(topic, [])):
-            handler(message)
-
-    def node_topics(self) -> set[str]:
-        return {t.removeprefix("node:") for t in self.handlers if t.startswith("node:")}
 
 
 def facts(hostname: str) -> dict[str, Any]:
@@ -103,13 +72,6 @@ async def fleet(admin: CoreApi, enrolled: list[str]) -> AsyncIterator[FleetApi]:
     for group in await api.list_groups():
         if group["name"].startswith(PREFIX):
             await api.delete_group(group["name"])
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 async def test_pages_filters_and_sort(admin: CoreApi, fleet: FleetApi, enrolled: list[str]) -> None:
