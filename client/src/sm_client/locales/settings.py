@@ -2,6 +2,50 @@
 
 from typing import Final
 
-EN: Final[dict[str, str]] = {}
+EN: Final[dict[str, str]] = {
+    "settings.title": "Settings",
+    "settings.appearance": "Appearance",
+    "settings.theme": "Theme",
+    "settings.theme.light": "Light",
+    "settings.theme.dark": "Dark",
+    "settings.theme.system": "Follow system",
+    "settings.language": "Language",
+    "settings.server": "Connected server",
+    "settings.server.url": "Core URL",
+    "settings.server.identity": "Signed in as",
+    "settings.server.identity_key": "Secret key (administrator)",
+    "settings.server.fingerprint": "CA fingerprint (SHA-256)",
+    "settings.server.scopes": "Permissions",
+    "settings.server.live": "Live updates",
+    "settings.server.live_on": "Connected",
+    "settings.server.live_off": "Reconnecting…",
+    "settings.server.remembered": "Sign-in remembered on this device",
+    "settings.server.session_only": "Credentials kept for this session only",
+    "settings.sign_out": "Sign out",
+    "settings.about": "About",
+    "settings.version": "Server Manager client {version}",
+}
 
-ZH: Final[dict[str, str]] = {}
+ZH: Final[dict[str, str]] = {
+    "settings.title": "设置",
+    "settings.appearance": "外观",
+    "settings.theme": "主题",
+    "settings.theme.light": "浅色",
+    "settings.theme.dark": "深色",
+    "settings.theme.system": "跟随系统",
+    "settings.language": "语言",
+    "settings.server": "已连接的服务器",
+    "settings.server.url": "核心服务地址",
+    "settings.server.identity": "当前身份",
+    "settings.server.identity_key": "密钥（管理员）",
+    "settings.server.fingerprint": "CA 指纹（SHA-256）",
+    "settings.server.scopes": "权限",
+    "settings.server.live": "实时更新",
+    "settings.server.live_on": "已连接",
+    "settings.server.live_off": "正在重新连接…",
+    "settings.server.remembered": "已在此设备上记住登录",
+    "settings.server.session_only": "凭据仅在本次会话中保留",
+    "settings.sign_out": "退出登录",
+    "settings.about": "关于",
+    "settings.version": "服务器管理客户端 {version}",
+}

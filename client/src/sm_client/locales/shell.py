@@ -10,6 +10,14 @@ EN: Final[dict[str, str]] = {
     "shell.nav.audit": "Audit",
     "shell.nav.admin": "Admin",
     "shell.nav.settings": "Settings",
+    "shell.live": "Live",
+    "shell.reconnecting": "Reconnecting…",
+    "shell.not_found": "Nothing at this address",
+    "shell.not_found_detail": "No screen shows {route}.",
+    "shell.missing": "This screen is not available",
+    "shell.missing_detail": "{screen} could not be loaded: {error}",
+    "shell.admin_only": "Administrators only",
+    "shell.admin_only_detail": "Your role does not include the admin scope.",
 }
 
 ZH: Final[dict[str, str]] = {
@@ -20,4 +28,12 @@ ZH: Final[dict[str, str]] = {
     "shell.nav.audit": "审计",
     "shell.nav.admin": "管理",
     "shell.nav.settings": "设置",
+    "shell.live": "实时",
+    "shell.reconnecting": "正在重连…",
+    "shell.not_found": "此地址没有内容",
+    "shell.not_found_detail": "没有页面对应 {route}。",
+    "shell.missing": "此页面暂不可用",
+    "shell.missing_detail": "无法加载 {screen}：{error}",
+    "shell.admin_only": "仅限管理员",
+    "shell.admin_only_detail": "你的角色不包含管理权限。",
 }
