@@ -115,6 +115,30 @@ def service_action(action: str, unit: str) -> str:
     return f"service-{action}-{unit}"
 
 
+NODE_BACK: Final = "node-back"  # back to the node list
+NODE_EDIT: Final = "node-edit"  # opens the labels/group dialog (nodes:write)
+NODE_EDIT_LABELS: Final = "node-edit-labels"  # a text field: key=value per line
+NODE_EDIT_GROUP: Final = "node-edit-group"
+NODE_EDIT_SAVE: Final = "node-edit-save"
+NODE_EDIT_ERROR: Final = "node-edit-error"  # label: the core's refusal
+NODE_SERVICES_REFRESH: Final = "node-services-refresh"  # lists the services again
+NODE_SERVICES_FILTER: Final = "node-services-filter"
+NODE_SERVICE_RESULT: Final = "node-service-result"  # label: the last action's outcome
+NODE_LOGS_LINES: Final = "node-logs-lines"
+NODE_LOGS_SHOW: Final = "node-logs-show"
+NODE_LOGS_ERROR: Final = "node-logs-error"  # label: the node's refusal or the failure
+
+
+def node_tab(name: str) -> str:
+    """The node screen's sections: ``node-tab-services`` / ``-logs`` / ``-executions``."""
+    return f"node-tab-{name}"
+
+
+def node_command(command_id: str) -> str:
+    """A recent command of the node (tapping it opens ``/commands/<id>``)."""
+    return f"node-command-{command_id}"
+
+
 # --- commands ----------------------------------------------------------------------
 COMMANDS_NEW: Final = "commands-new"  # opens the composer
 COMMANDS_HISTORY: Final = "commands-history"
