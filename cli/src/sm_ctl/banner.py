@@ -8,6 +8,7 @@ from it and scripts (and the end-to-end tests) parse it with :func:`parse`::
     CA fingerprint (SHA-256):     AB:CD:…
     API:        https://127.0.0.1:8700
     Gateway:    wss://127.0.0.1:8701/agent/ws
+    Web client: http://127.0.0.1:8702
     …
     Server Manager is ready (in 2.31 s). Press Ctrl-C to stop it.
 """
@@ -23,6 +24,7 @@ SECRET = "Secret key (for the client)"  # noqa: S105 (a label)
 FINGERPRINT = "CA fingerprint (SHA-256)"
 API = "API"
 GATEWAY = "Gateway"
+WEB = "Web client"
 AGENT = "Local agent"
 # The remote control the local agent allows (sm_ctl.local_agent.CONTROL_NOTE).
 AGENT_CONTROL = "Local agent allows"
@@ -53,6 +55,12 @@ class Banner:
     seconds: float
     processes: dict[str, int]
     fields: dict[str, str]
+
+    @property
+    def web_url(self) -> str:
+        """The web client's URL ("" when ``up`` runs without it, or it did not start)."""
+        value = self.fields.get(WEB, "")
+        return value if value.startswith("http") else ""
 
 
 class NoBanner(ValueError):

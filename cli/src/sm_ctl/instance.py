@@ -25,7 +25,8 @@ from sm_shared.datadir import DataDir
 
 
 def free_port_pair() -> int:
-    """A port P with P + 1 free too (``up`` puts the gateway on the next port).
+    """A port P with P + 1 and P + 2 free too (``up`` puts the gateway on the next
+    port, the web client on the one after).
 
     Drawn below Linux's ephemeral range (32768-60999), so outgoing connections
     of other programs cannot take it between this check and ``up``'s bind.
@@ -33,13 +34,13 @@ def free_port_pair() -> int:
     for _ in range(200):
         port = random.randrange(20_000, 32_000)  # noqa: S311 (a port, not a secret)
         try:
-            for candidate in (port, port + 1):
+            for candidate in (port, port + 1, port + 2):
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", candidate))
         except OSError:
             continue
         return port
-    raise RuntimeError("no two consecutive free ports below 32000")
+    raise RuntimeError("no three consecutive free ports below 32000")
 
 
 class UpExited(RuntimeError):

@@ -1,11 +1,13 @@
 """``smctl up``: everything of one machine, on one data directory, from one command.
 
-Order: key material (first start) → the data-directory lock → Redis (the
-``SM_REDIS_URL`` server, or a private one) → the HTTP APIs (one process), the
-gateway and the background worker → a local agent enrolled with the
-enrollment key (state in ``<data>/agent/``) once the API answers → wait until
-each answers its readiness probe → print the keys and URLs → supervise until
-Ctrl-C, SIGTERM or a child that keeps failing → stop the children, then Redis.
+Order: key material (first start) → the data-directory lock → the web
+client (``sm-client --web`` on loopback, port + 2; it needs nothing else to
+start, so it loads meanwhile) → Redis (the ``SM_REDIS_URL`` server, or a
+private one) → the HTTP APIs (one process), the gateway and the background
+worker → a local agent enrolled with the enrollment key (state in
+``<data>/agent/``) once the API answers → wait until each answers its
+readiness probe → print the keys and URLs → supervise until Ctrl-C, SIGTERM or
+a child that keeps failing → stop the children, then Redis.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sm_shared.streams import (
 )
 
 WILDCARDS = {"", "0.0.0.0", "::"}
+WEB_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class UpOptions:
     names: tuple[str, ...] = ()
     redis_url: str | None = None
     agent: bool = True
+    web: bool = True
     max_restarts: int = 5
     ready_timeout: float = 60.0
     grace: float = 10.0
@@ -70,6 +74,9 @@ class Endpoints:
     gateway: str
     api_probe: str
     gateway_probe: str
+    # The web client: always on loopback (it holds no credentials of its own, but
+    # serves the app that asks for them).
+    web: str = ""
 
 
 def _url_host(host: str) -> str:
@@ -95,6 +102,7 @@ def endpoints(options: UpOptions) -> Endpoints:
         gateway=f"wss://{public}:{gateway_port}/agent/ws",
         api_probe=f"https://{probe}:{options.port}/readyz",
         gateway_probe=f"https://{probe}:{gateway_port}/readyz",
+        web=f"http://{WEB_HOST}:{options.port + 2}",
     )
 
 
@@ -112,6 +120,8 @@ class Started:
     children: dict[str, int] = field(default_factory=dict)
     # (label, text) lines for the banner (the local agent).
     notes: list[tuple[str, str]] = field(default_factory=list)
+    # The web client's URL, or why it is not running ("" without it).
+    web: str = ""
 
 
 class UpFailed(RuntimeError):
@@ -288,7 +298,50 @@ class Launch:
         node_id = local_agent.node_id(self.data)
         return f"node {node_id} online (state in {local_agent.agent_dir(self.data)})"
 
+    def web_spec(self) -> ChildSpec:
+        """``sm-client --web`` on loopback, port + 2, its connect screen set to this core."""
+        env = self._child_env()
+        env["FLET_FORCE_WEB_SERVER"] = "1"  # serve only, never open a browser
+        port = str(self.options.port + 2)
+        argv = [sys.executable, "-m", "sm_client.main", "--web", "--host", WEB_HOST]
+        return ChildSpec(
+            "web",
+            [*argv, "--port", port, "--server", self.where.api],
+            env,
+            self.logs / "web.log",
+            essential=False,
+        )
+
+    async def start_web(self) -> asyncio.Future[None]:
+        """Start the web client; the future of its readiness (awaited before the banner)."""
+        child = await self.supervisor.start(self.web_spec())
+        probe = http_ready(self.where.web + "/", None)
+        return asyncio.ensure_future(self._ready(child, "the web client", probe))
+
+    async def web_outcome(self, ready: asyncio.Future[None]) -> str | None:
+        """The web client's URL, or why it is not running; None when stopped meanwhile.
+
+        It is not essential: the core runs on without it, and the banner says why.
+        """
+        try:
+            if not await until_stopped(asyncio.shield(ready), self.stop):
+                return None
+        except UpFailed as exc:
+            return f"not running: {str(exc).splitlines()[0]} (log: {self.logs / 'web.log'})"
+        return self.where.web
+
     async def run(self, report: Report, first_start: bool) -> None:
+        web = await self.start_web() if self.options.web else None
+        try:
+            await self._run(report, first_start, web)
+        finally:
+            if web is not None:
+                web.cancel()
+                await asyncio.gather(web, return_exceptions=True)
+
+    async def _run(
+        self, report: Report, first_start: bool, web: asyncio.Future[None] | None
+    ) -> None:
         if not await self.start_redis() or not await self.start_services():
             return
         notes: list[tuple[str, str]] = []
@@ -298,6 +351,12 @@ class Launch:
                 return
             notes.append((banner.AGENT, agent))
             notes.append((banner.AGENT_CONTROL, local_agent.CONTROL_NOTE))
+        web_note = ""
+        if web is not None:
+            outcome = await self.web_outcome(web)
+            if outcome is None:
+                return
+            web_note = outcome
         report(
             Started(
                 keys=current_keys(self.data),
@@ -309,6 +368,7 @@ class Launch:
                 seconds=time.monotonic() - self.began,
                 children={n: c.pid or 0 for n, c in self.supervisor.children.items()},
                 notes=notes,
+                web=web_note,
             )
         )
         failure = await self.supervisor.run(self.stop)

@@ -144,7 +144,11 @@ def up(
     ] = "127.0.0.1",
     port: Annotated[
         int,
-        typer.Option(min=1, max=65534, help="Port of the HTTP API; the gateway takes the next one"),
+        typer.Option(
+            min=1,
+            max=65533,
+            help="Port of the HTTP API; the gateway takes the next one, the web client the one after",
+        ),
     ] = 8700,
     name: Annotated[
         list[str] | None,
@@ -168,6 +172,13 @@ def up(
             help="Enroll and run a node agent for this machine (state in <data dir>/agent)",
         ),
     ] = True,
+    web: Annotated[
+        bool,
+        typer.Option(
+            "--web/--no-web",
+            help="Serve the web client (sm-client --web) on 127.0.0.1, the port after the gateway's",
+        ),
+    ] = True,
     max_restarts: Annotated[
         int, typer.Option(min=0, help="Restarts of a failing child before everything stops")
     ] = 5,
@@ -175,7 +186,8 @@ def up(
         float, typer.Option(min=1, help="Seconds to wait for every process to be ready")
     ] = 60.0,
 ) -> None:
-    """Start everything for one machine: Redis, the APIs, the gateway, the worker, an agent."""
+    """Start everything for one machine: Redis, the APIs, the gateway, the worker, an agent,
+    the web client."""
     from sm_ctl.launcher import UpFailed, UpOptions, run_up
 
     options = UpOptions(
@@ -185,6 +197,7 @@ def up(
         names=tuple(name or ()),
         redis_url=redis_url,
         agent=agent,
+        web=web,
         max_restarts=max_restarts,
         ready_timeout=ready_timeout,
     )
@@ -210,6 +223,8 @@ def _report_started(started: Started) -> None:
     _say()
     _say(banner.line(banner.API, where.api))
     _say(banner.line(banner.GATEWAY, where.gateway))
+    if started.web:
+        _say(banner.line(banner.WEB, started.web))
     redis = "private redis-server" if started.private_redis else "SM_REDIS_URL"
     _say(banner.line("Redis", f"{started.redis_url} ({redis})"))
     _say(banner.line("Data directory", f"{root} (logs in {root / 'logs'})"))
