@@ -119,22 +119,10 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _events_candidates(server: str, local_gateway: str | None) -> tuple[str, ...]:
-    parts = urlsplit(server if "://" in server else f"https://{server}")
-    host = parts.hostname or "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    port = parts.port or 443
-    urls = []
-    if explicit := os.environ.get("SM_EVENTS_URL"):
-        urls.append(explicit)
-    if local_gateway:
-        urls.append(local_gateway.split(",")[0].strip().replace("/agent/ws", "/events/ws"))
-    urls += [f"wss://{parts.netloc}/events/ws", f"wss://{host}:{port + 1}/events/ws"]
-    return tuple(dict.fromkeys(urls))
-
-
 def endpoint(server: str | None, key: str | None, data_dir: Path | None) -> Endpoint:
     """The core to talk to, from the options or else the local ``up``'s data directory."""
+    from sm_client.live import events_candidates
+
     data = DataDir((data_dir or default_data_dir()).expanduser().absolute())
     config = _local_config(data)
     local_server = str(config.get("server") or DEFAULT_SERVER)
@@ -150,7 +138,7 @@ def endpoint(server: str | None, key: str | None, data_dir: Path | None) -> Endp
                 "no secret key: pass --key or set SM_SECRET_KEY (`smctl up` prints it; "
                 f"on its machine it is in {data.secret_key})"
             ) from None
-    return Endpoint(chosen, key, _events_candidates(chosen, gateway))
+    return Endpoint(chosen, key, events_candidates(chosen, gateway))
 
 
 @dataclass

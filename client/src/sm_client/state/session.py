@@ -185,6 +185,9 @@ class Session(Observable):
         self.server: KnownServer | None = None  # the one signed in to
         self.api: CoreApi | None = None
         self.feed: LiveEvents | None = None
+        # CAs the user confirmed in this session whose sign-in then failed (a mistyped
+        # password): trusted again without asking, pinned once a sign-in succeeds.
+        self._confirmed: dict[str, PendingTrust] = {}
 
     # --- what screens show ------------------------------------------------------------
 
@@ -240,6 +243,7 @@ class Session(Observable):
 
     async def forget(self, origin: str) -> None:
         """Drop a remembered server, its pinned CA and its remembered login."""
+        self._confirmed.pop(origin, None)
         self.servers = [s for s in self.servers if s.origin != origin]
         await self._save()
         self.changed()
@@ -305,6 +309,12 @@ class Session(Observable):
             return False
         login = PasswordLogin(username.strip(), password)
         known = self.known(origin)
+        confirmed = self._confirmed.get(origin)
+        if known is None and confirmed is not None:
+            self.pending = PendingTrust(
+                origin, confirmed.fingerprint, confirmed.ca_pem, login, remember
+            )
+            return await self.trust()
         if known is not None:
             entry = KnownServer(
                 origin,
@@ -331,6 +341,7 @@ class Session(Observable):
         pending = self.pending
         if pending is None:
             return False
+        self._confirmed[pending.origin] = pending
         self._begin()
         entry = KnownServer(
             pending.origin,
@@ -378,6 +389,7 @@ class Session(Observable):
             self._fail(Failure.INSUFFICIENT_ROLE, f"needs {REQUIRED_SCOPE}; granted: {granted}")
             return False
         entry.used_at = time.time()
+        self._confirmed.pop(entry.origin, None)
         await self._remember(entry)
         self.api, self.server = api, entry
         self.feed = self.feed_factory(api)

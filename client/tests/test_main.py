@@ -1,0 +1,92 @@
+"""The ``sm-client`` entry point: --help, the desktop and web modes, the served web app."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import sm_client.main as entry
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_help_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sm_client.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for option in ("--web", "--host", "--port", "--server"):
+        assert option in done.stdout
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "sm-client"
+    assert script.exists()
+    done = subprocess.run(
+        [str(script), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_desktop_and_web_modes_run_flet_as_they_should(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flet as ft
+    import flet_desktop  # noqa: F401 (the desktop runtime's package is installed)
+
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(ft, "run", lambda main, **kwargs: runs.append(kwargs))
+    monkeypatch.setenv("FLET_FORCE_WEB_SERVER", "0")  # restored after the test
+    assert entry.main([]) == 0
+    assert runs[-1]["view"] is ft.AppView.FLET_APP
+    assert not runs[-1].get("no_cdn")
+    assert entry.main(["--web", "--port", "9999", "--server", "https://core:8700"]) == 0
+    assert runs[-1]["view"] is ft.AppView.WEB_BROWSER
+    assert runs[-1]["no_cdn"] is True
+    assert runs[-1]["host"] == "127.0.0.1"
+    assert runs[-1]["port"] == 9999
+
+
+def test_web_serves_the_app_with_no_cdn(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "web.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sm_client.main", "--web", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                if response.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp_path / "web.log").read_text()
+            assert time.monotonic() < deadline, "the web client never answered"
+            time.sleep(0.2)
+        assert "flet.noCdn=true" in response.text
+        # A deep link is the same app (routes are the client's).
+        deep = httpx.get(f"http://127.0.0.1:{port}/nodes/some-node", timeout=5)
+        assert deep.status_code == 200
+        assert "flet.noCdn=true" in deep.text
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
