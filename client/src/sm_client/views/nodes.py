@@ -1,0 +1,911 @@
+"""The node list: a dense sortable table on wide windows, cards on phones.
+
+Renders from :class:`~sm_client.state.nodes.NodesState`. The filter fields
+are built once (typing never loses focus); the rows are rebuilt only when the
+page changes, and live values change a row's controls in place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import flet as ft
+
+from sm_client.api.fleet import NodeSort, NodeStatus
+from sm_client.state.nodes import NodeFilters, NodeRow, NodesState, parse_label_changes
+from sm_client.state.observable import Phase
+from sm_client.views import fleet_format as fmt
+from sm_client.views import ids, state_panels
+from sm_client.views.context import RouteParams, ScreenContext
+
+TABLE_WIDTH: Final = 860  # from this content width on, a table; below, cards
+RAIL: Final = 88
+ALL: Final = "__all__"
+NO_GROUP: Final = "__none__"
+
+# Column widths of the table (None: share the rest).
+COLUMNS: Final[tuple[tuple[str, int | None, int], ...]] = (
+    ("name", None, 4),
+    ("status", 96, 0),
+    ("cpu", None, 2),
+    ("memory", None, 2),
+    ("disk", None, 2),
+    ("network", 150, 0),
+    ("group", None, 3),
+    ("last_seen", 104, 0),
+)
+SORTABLE: Final[dict[str, NodeSort]] = {"name": "name", "last_seen": "last_seen"}
+
+
+def _cell(control: ft.Control, width: int | None, expand: int) -> ft.Control:
+    if width is not None:
+        return ft.Container(control, width=width)
+    return ft.Container(control, expand=expand)
+
+
+class _Meter:
+    """A usage figure: its value and a thin bar."""
+
+    def __init__(self, label: str | None = None, compact: bool = False) -> None:
+        self.text = ft.Text(fmt.DASH, size=12 if compact else 13, weight=ft.FontWeight.W_500)
+        self.bar = ft.ProgressBar(
+            value=0,
+            bar_height=4,
+            border_radius=2,
+            bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
+            color=ft.Colors.PRIMARY,
+        )
+        top: list[ft.Control] = [self.text]
+        if label is not None:
+            top = [
+                ft.Text(label, size=11, color=ft.Colors.ON_SURFACE_VARIANT),
+                ft.Container(expand=True),
+                self.text,
+            ]
+        self.control = ft.Column([ft.Row(top, spacing=4), self.bar], spacing=3, tight=True)
+
+    def show(self, value: float | None) -> None:
+        self.text.value = fmt.percent(value)
+        self.bar.value = 0 if value is None else max(0.0, min(1.0, value / 100))
+        self.bar.color = fmt.level(value)
+
+
+class _RowView:
+    """One node's row (table) or card (phone), updated in place from its NodeRow."""
+
+    def __init__(self, screen: NodesScreen, row: NodeRow, wide: bool) -> None:
+        self.screen = screen
+        self.node_id = row.id
+        t = screen.ctx.i18n.t
+        self.dot = ft.Container(width=9, height=9, border_radius=5)
+        self.status = ft.Text(size=12)
+        self.cpu = _Meter(None if wide else t("nodes.col.cpu"), compact=not wide)
+        self.mem = _Meter(None if wide else t("nodes.col.memory"), compact=not wide)
+        self.disk = _Meter(None if wide else t("nodes.col.disk"), compact=not wide)
+        self.rx = ft.Text(fmt.DASH, size=12, no_wrap=True)
+        self.tx = ft.Text(fmt.DASH, size=12, no_wrap=True)
+        self.net = ft.Row(
+            [
+                ft.Icon(ft.Icons.SOUTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                self.rx,
+                ft.Container(width=4),
+                ft.Icon(ft.Icons.NORTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                self.tx,
+            ],
+            spacing=2,
+            tight=True,
+        )
+        self.seen = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, no_wrap=True)
+        self.check = ft.Checkbox(
+            value=row.id in screen.state.selected,
+            on_change=self._toggled,
+            semantics_label=t("nodes.select", name=row.node["name"]),
+        )
+        self.label = ft.Semantics(
+            identifier=ids.node_row(row.id),
+            button=True,
+            content=self._body(row, wide),
+        )
+        selectable = screen.state.can_write or screen.state.can_run
+        parts: list[ft.Control] = []
+        if selectable:
+            parts.append(
+                ft.Semantics(
+                    identifier=ids.node_select(row.id),
+                    label=t("nodes.select", name=row.node["name"]),
+                    content=self.check,
+                )
+            )
+        parts.append(ft.Container(self.label, expand=True))
+        if wide:
+            self.control: ft.Control = ft.Container(
+                ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.CENTER),
+                border=ft.Border.only(bottom=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
+                padding=ft.Padding.only(left=4, right=8),
+            )
+        else:
+            self.control = ft.Card(
+                ft.Container(
+                    ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.START),
+                    padding=ft.Padding.only(left=0, right=12, top=4, bottom=12),
+                ),
+                margin=ft.Margin.symmetric(horizontal=12, vertical=4),
+                elevation=0,
+                bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+            )
+        self.show(row)
+
+    def _body(self, row: NodeRow, wide: bool) -> ft.Control:
+        node = row.node
+        t = self.screen.ctx.i18n.t
+        name = ft.Text(
+            node["name"],
+            weight=ft.FontWeight.W_600,
+            no_wrap=True,
+            overflow=ft.TextOverflow.ELLIPSIS,
+        )
+        facts = node["facts"]
+        host = node["hostname"] if node["hostname"] != node["name"] else facts.get("os", "")
+        sub = ft.Text(
+            host,
+            size=12,
+            color=ft.Colors.ON_SURFACE_VARIANT,
+            no_wrap=True,
+            overflow=ft.TextOverflow.ELLIPSIS,
+        )
+        tags = self._tags(row)
+        if wide:
+            cells = [
+                ft.Column([name, sub], spacing=0, tight=True),
+                ft.Row([self.dot, self.status], spacing=6),
+                self.cpu.control,
+                self.mem.control,
+                self.disk.control,
+                self.net,
+                tags,
+                self.seen,
+            ]
+            content: ft.Control = ft.Row(
+                [
+                    _cell(c, width, expand)
+                    for c, (_, width, expand) in zip(cells, COLUMNS, strict=True)
+                ],
+                spacing=16,
+                vertical_alignment=ft.CrossAxisAlignment.CENTER,
+            )
+            padding = ft.Padding.symmetric(vertical=8, horizontal=8)
+        else:
+            content = ft.Column(
+                [
+                    ft.Row(
+                        [
+                            self.dot,
+                            ft.Container(
+                                ft.Column([name, sub], spacing=0, tight=True), expand=True
+                            ),
+                            self.seen,
+                        ],
+                        spacing=8,
+                    ),
+                    ft.Row(
+                        [
+                            ft.Container(self.cpu.control, expand=True),
+                            ft.Container(self.mem.control, expand=True),
+                            ft.Container(self.disk.control, expand=True),
+                        ],
+                        spacing=12,
+                    ),
+                    ft.Row([self.net, ft.Container(expand=True), tags], spacing=8),
+                ],
+                spacing=8,
+                tight=True,
+            )
+            padding = ft.Padding.only(top=10, left=4)
+        del t
+        return ft.Container(
+            content,
+            padding=padding,
+            on_click=self._open,
+            ink=True,
+            border_radius=8,
+        )
+
+    def _tags(self, row: NodeRow) -> ft.Control:
+        node = row.node
+        chips: list[ft.Control] = []
+        if node["group"]:
+            chips.append(_chip(node["group"], ft.Icons.FOLDER_OUTLINED, strong=True))
+        labels = list(node["labels"].items())
+        shown = 2 if self.screen.wide else 1
+        for key, value in labels[:shown]:
+            chips.append(_chip(f"{key}={value}" if value else key))
+        if len(labels) > shown:
+            chips.append(_chip(f"+{len(labels) - shown}"))
+        return ft.Container(
+            ft.Row(chips, spacing=4, tight=True),
+            clip_behavior=ft.ClipBehavior.HARD_EDGE,
+            tooltip=", ".join(f"{k}={v}" for k, v in labels) or None,
+        )
+
+    def show(self, row: NodeRow) -> None:
+        t = self.screen.ctx.i18n.t
+        online = row.online
+        self.dot.bgcolor = fmt.status_color(online)
+        self.status.value = t("nodes.online") if online else t("nodes.offline")
+        self.status.color = ft.Colors.ON_SURFACE if online else ft.Colors.ON_SURFACE_VARIANT
+        values = row.values
+        self.cpu.show(values["cpu"] if values else None)
+        self.mem.show(values["mem_percent"] if values else None)
+        self.disk.show(values["disk_percent"] if values else None)
+        self.rx.value = fmt.rate(values["net_rx_bps"] if values else None)
+        self.tx.value = fmt.rate(values["net_tx_bps"] if values else None)
+        if online and row.sampled_at is not None:
+            self.seen.value = fmt.ago(self.screen.ctx.i18n, time.time() - row.sampled_at)
+        else:
+            self.seen.value = fmt.since_iso(self.screen.ctx.i18n, row.node["last_seen"])
+        if not self.screen.wide and online:
+            self.seen.value = ""
+        status = t("nodes.online") if online else t("nodes.offline")
+        self.label.label = t("nodes.row_label", name=row.node["name"], status=status)
+        self.control.opacity = 1.0 if online else 0.72
+
+    def _toggled(self, e: ft.Event[ft.Checkbox]) -> None:
+        self.screen.state.toggle(self.node_id, bool(e.control.value))
+
+    def _open(self, _: ft.Event[ft.Container]) -> None:
+        self.screen.ctx.navigate(f"/nodes/{self.node_id}")
+
+
+def _chip(text: str, icon: ft.IconData | None = None, strong: bool = False) -> ft.Control:
+    parts: list[ft.Control] = []
+    if icon is not None:
+        parts.append(ft.Icon(icon, size=12, color=ft.Colors.ON_SECONDARY_CONTAINER))
+    parts.append(
+        ft.Text(
+            text,
+            size=11,
+            no_wrap=True,
+            overflow=ft.TextOverflow.ELLIPSIS,
+            color=ft.Colors.ON_SECONDARY_CONTAINER if strong else ft.Colors.ON_SURFACE_VARIANT,
+        )
+    )
+    return ft.Container(
+        ft.Row(parts, spacing=3, tight=True),
+        padding=ft.Padding.symmetric(horizontal=6, vertical=2),
+        border_radius=6,
+        bgcolor=ft.Colors.SECONDARY_CONTAINER if strong else ft.Colors.SURFACE_CONTAINER_HIGHEST,
+    )
+
+
+class NodesScreen:
+    def __init__(self, ctx: ScreenContext, params: RouteParams) -> None:
+        self.ctx = ctx
+        self.state = NodesState(ctx.api, ctx.feed, NodeFilters.from_params(params))
+        page_width = ctx.page.width or 1440
+        self.wide = (page_width - RAIL if page_width >= 840 else page_width) >= TABLE_WIDTH
+        self.filters_open = False
+        self._stops: list[Callable[[], None]] = []
+        self._row_views: dict[str, _RowView] = {}
+        self._shown_rows: list[NodeRow] | None = None
+        self._shown_phase: Phase | None = None
+
+        f = self.state.filters
+        self.search = ft.TextField(
+            value=f.q,
+            prefix_icon=ft.Icons.SEARCH,
+            dense=True,
+            border_radius=8,
+            content_padding=ft.Padding.symmetric(horizontal=12, vertical=8),
+            on_change=self._search_changed,
+            on_submit=self._search_submitted,
+        )
+        self.selector = ft.TextField(
+            value=f.selector,
+            prefix_icon=ft.Icons.SELL_OUTLINED,
+            dense=True,
+            border_radius=8,
+            content_padding=ft.Padding.symmetric(horizontal=12, vertical=8),
+            on_change=self._selector_changed,
+            on_submit=self._selector_submitted,
+        )
+        self.status = ft.Dropdown(dense=True, on_select=self._status_chosen, width=170)
+        self.group = ft.Dropdown(dense=True, on_select=self._group_chosen, width=190)
+        self.sort = ft.Dropdown(dense=True, on_select=self._sort_chosen, width=170)
+        self.order = ft.IconButton(on_click=self._order_flipped)
+
+        self.toolbar = ft.Container()
+        self.summary = ft.Container()
+        self.bulk = ft.Container()
+        self.listing = ft.Container(expand=True)
+        self.pager = ft.Container()
+        self.body = ft.Container(
+            ft.Column(
+                [self.toolbar, self.summary, self.bulk, self.listing, self.pager],
+                spacing=0,
+                expand=True,
+            ),
+            expand=True,
+            on_size_change=self._resized,
+            size_change_interval=100,
+        )
+        self.root = ft.Semantics(identifier=ids.screen("nodes"), content=self.body)
+        self.render()
+
+    # --- Screen -----------------------------------------------------------------------
+
+    def control(self) -> ft.Control:
+        return self.root
+
+    async def enter(self) -> None:
+        self._stops = [
+            self.state.listen(self._state_changed),
+            self.state.listen_rows(self._rows_changed),
+            self.ctx.i18n.listen(self._relabel),
+        ]
+        await self.state.start()
+
+    def leave(self) -> None:
+        for stop in self._stops:
+            stop()
+        self._stops = []
+        self.state.stop()
+
+    # --- rendering --------------------------------------------------------------------
+
+    def render(self) -> None:
+        """Everything from state (the fields keep their instances)."""
+        self._label_fields()
+        self._render_toolbar()
+        self._render_summary()
+        self._render_bulk()
+        self._render_listing(force=True)
+        self._render_pager()
+
+    def _push(self) -> None:
+        if self.root.page is not None:
+            self.root.update()
+
+    def _state_changed(self) -> None:
+        self._sync_fields()
+        self._render_summary()
+        self._render_bulk()
+        self._render_listing()
+        self._render_pager()
+        self._push()
+
+    def _relabel(self) -> None:
+        self.render()
+        self._push()
+
+    def _resized(self, e: ft.LayoutSizeChangeEvent[ft.LayoutControl]) -> None:
+        wide = e.width >= TABLE_WIDTH
+        if wide != self.wide:
+            self.wide = wide
+            self.render()
+            self._push()
+
+    def _rows_changed(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            view, row = self._row_views.get(node_id), self.state.row(node_id)
+            if view is None or row is None:
+                continue
+            view.show(row)
+            if view.control.page is not None:
+                view.control.update()
+
+    def _label_fields(self) -> None:
+        t = self.ctx.i18n.t
+        self.search.hint_text = t("nodes.search")
+        self.selector.label = t("nodes.selector")
+        self.selector.hint_text = t("nodes.selector_hint")
+        self.status.label = t("nodes.status")
+        self.status.options = [
+            ft.DropdownOption(key=ALL, text=t("nodes.status.all")),
+            ft.DropdownOption(key="online", text=t("nodes.status.online")),
+            ft.DropdownOption(key="offline", text=t("nodes.status.offline")),
+        ]
+        self.sort.label = t("nodes.sort")
+        self.sort.options = [
+            ft.DropdownOption(key=key, text=t(f"nodes.sort.{key}"))
+            for key in ("name", "hostname", "last_seen", "created")
+        ]
+        self._sync_fields()
+
+    def _sync_fields(self) -> None:
+        t = self.ctx.i18n.t
+        f = self.state.filters
+        self.status.value = f.status or ALL
+        self.group.label = t("nodes.group")
+        self.group.options = [
+            ft.DropdownOption(key=ALL, text=t("nodes.group.all")),
+            *(ft.DropdownOption(key=g["name"], text=g["name"]) for g in self.state.groups),
+        ]
+        self.group.value = f.group or ALL
+        self.sort.value = f.sort
+        self.order.icon = ft.Icons.ARROW_UPWARD if f.order == "asc" else ft.Icons.ARROW_DOWNWARD
+        self.order.tooltip = t(f"nodes.order.{f.order}")
+        problem = self.state.selector_problem
+        self.selector.error = problem.detail or problem.title if problem else None
+
+    def _render_toolbar(self) -> None:
+        t = self.ctx.i18n.t
+        search = ft.Semantics(
+            identifier=ids.NODES_SEARCH, label=t("nodes.search"), content=self.search
+        )
+        selector = ft.Semantics(
+            identifier=ids.NODES_FILTER_LABEL, label=t("nodes.selector"), content=self.selector
+        )
+        status = ft.Semantics(
+            identifier=ids.NODES_FILTER_STATUS, label=t("nodes.status"), content=self.status
+        )
+        group = ft.Semantics(
+            identifier=ids.NODES_FILTER_GROUP, label=t("nodes.group"), content=self.group
+        )
+        sort = ft.Semantics(identifier=ids.NODES_SORT, label=t("nodes.sort"), content=self.sort)
+        order = ft.Semantics(label=t(f"nodes.order.{self.state.filters.order}"), content=self.order)
+        if self.wide:
+            self.status.width, self.group.width, self.sort.width = 160, 180, 160
+            self.toolbar.content = ft.Container(
+                ft.Row(
+                    [
+                        ft.Container(search, expand=3),
+                        ft.Container(selector, expand=3),
+                        status,
+                        group,
+                        sort,
+                        order,
+                    ],
+                    spacing=12,
+                    vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                ),
+                padding=ft.Padding.only(left=16, right=16, top=12, bottom=8),
+            )
+            return
+        active = self.state.filters.active - (1 if self.state.filters.q else 0)
+        toggle_label = t("nodes.filters_active", n=active) if active else t("nodes.filters")
+        toggle = ft.Semantics(
+            label=toggle_label,
+            content=ft.IconButton(
+                icon=ft.Icons.FILTER_LIST,
+                selected=self.filters_open,
+                on_click=self._filters_toggled,
+                badge=str(active) if active else None,
+            ),
+        )
+        rows: list[ft.Control] = [
+            ft.Row([ft.Container(search, expand=True), toggle], spacing=4),
+        ]
+        if self.filters_open:
+            for dropdown in (self.status, self.group, self.sort):
+                dropdown.width = None
+                dropdown.expand = True
+            rows.append(
+                ft.Container(
+                    ft.Column(
+                        [
+                            selector,
+                            ft.Row(
+                                [
+                                    ft.Container(status, expand=True),
+                                    ft.Container(group, expand=True),
+                                ],
+                                spacing=8,
+                            ),
+                            ft.Row([ft.Container(sort, expand=True), order], spacing=4),
+                            ft.Row(
+                                [
+                                    ft.TextButton(
+                                        t("nodes.clear_filters"),
+                                        icon=ft.Icons.FILTER_LIST_OFF,
+                                        on_click=self._filters_cleared,
+                                    )
+                                ],
+                                alignment=ft.MainAxisAlignment.END,
+                            ),
+                        ],
+                        spacing=10,
+                        tight=True,
+                    ),
+                    padding=12,
+                    border_radius=12,
+                    bgcolor=ft.Colors.SURFACE_CONTAINER,
+                )
+            )
+        self.toolbar.content = ft.Container(
+            ft.Column(rows, spacing=8, tight=True),
+            padding=ft.Padding.only(left=12, right=8, top=10, bottom=4),
+        )
+
+    def _render_summary(self) -> None:
+        t = self.ctx.i18n.t
+        s = self.state
+        count = t("nodes.count_one") if s.total == 1 else t("nodes.count", n=s.total)
+        parts: list[ft.Control] = []
+        if (self.state.can_write or self.state.can_run) and not self.wide:
+            parts.append(
+                ft.Semantics(
+                    identifier=ids.NODES_SELECT_ALL,
+                    label=t("nodes.select_all"),
+                    content=ft.Checkbox(
+                        value=s.page_selection is True,
+                        on_change=self._page_toggled,
+                        disabled=not s.rows,
+                    ),
+                )
+            )
+        parts.append(
+            ft.Semantics(
+                identifier=ids.NODES_COUNT,
+                label=count,
+                content=ft.Text(count, size=13, color=ft.Colors.ON_SURFACE_VARIANT),
+            )
+        )
+        if s.busy and s.rows:
+            parts.append(ft.ProgressRing(width=14, height=14, stroke_width=2))
+        self.summary.content = ft.Container(
+            ft.Row(parts, spacing=8, vertical_alignment=ft.CrossAxisAlignment.CENTER),
+            padding=ft.Padding.only(left=16 if self.wide else 8, right=16, bottom=4),
+        )
+
+    def _render_bulk(self) -> None:
+        s = self.state
+        t = self.ctx.i18n.t
+        if not s.selected:
+            self.bulk.content = None
+            return
+        actions: list[ft.Control] = []
+        if s.can_run:
+            actions.append(
+                ft.Semantics(
+                    identifier=ids.NODES_BULK_RUN,
+                    content=ft.FilledTonalButton(
+                        t("nodes.bulk_run"), icon=ft.Icons.TERMINAL, on_click=self._run
+                    ),
+                )
+            )
+        if s.can_write:
+            actions.append(
+                ft.Semantics(
+                    identifier=ids.NODES_BULK_LABELS,
+                    content=ft.OutlinedButton(
+                        t("nodes.bulk_labels"), icon=ft.Icons.SELL_OUTLINED, on_click=self._labels
+                    ),
+                )
+            )
+            actions.append(
+                ft.Semantics(
+                    identifier=ids.NODES_BULK_GROUP,
+                    content=ft.OutlinedButton(
+                        t("nodes.bulk_group"),
+                        icon=ft.Icons.DRIVE_FILE_MOVE_OUTLINE,
+                        on_click=self._group,
+                    ),
+                )
+            )
+        head = ft.Row(
+            [
+                ft.Semantics(
+                    label=t("nodes.clear_selection"),
+                    content=ft.IconButton(
+                        ft.Icons.CLOSE, on_click=self._cleared, tooltip=t("nodes.clear_selection")
+                    ),
+                ),
+                ft.Text(
+                    t("nodes.selected", n=len(s.selected)),
+                    weight=ft.FontWeight.W_600,
+                    color=ft.Colors.ON_SECONDARY_CONTAINER,
+                ),
+            ],
+            spacing=4,
+            tight=True,
+        )
+        self.bulk.content = ft.Container(
+            ft.Row([head, *actions], spacing=8, wrap=True, run_spacing=4),
+            bgcolor=ft.Colors.SECONDARY_CONTAINER,
+            border_radius=12,
+            padding=ft.Padding.only(left=4, right=12, top=4, bottom=4),
+            margin=ft.Margin.only(left=12, right=12, bottom=8),
+        )
+
+    def _render_listing(self, force: bool = False) -> None:
+        s = self.state
+        if not force and s.rows is self._shown_rows and s.load.phase is self._shown_phase:
+            for view in self._row_views.values():  # only the selection may have changed
+                view.check.value = view.node_id in s.selected
+            self._update_header_check()
+            return
+        self._shown_rows, self._shown_phase = s.rows, s.load.phase
+        t = self.ctx.i18n.t
+        filtered = bool(s.filters.active)
+        self.listing.content = state_panels.for_load(
+            self.ctx.i18n,
+            s.load,
+            self._rows,
+            empty_message=t("nodes.empty_filtered") if filtered else t("nodes.empty"),
+            retry=s.refresh,
+        )
+
+    def _rows(self) -> ft.Control:
+        self._row_views = {r.id: _RowView(self, r, self.wide) for r in self.state.rows}
+        rows = [v.control for v in self._row_views.values()]
+        if not self.wide:
+            return ft.ListView(rows, expand=True, padding=ft.Padding.only(bottom=12))
+        return ft.Column(
+            [self._header(), ft.ListView(rows, expand=True)],
+            spacing=0,
+            expand=True,
+        )
+
+    def _header(self) -> ft.Control:
+        t = self.ctx.i18n.t
+        f = self.state.filters
+        self.header_check = ft.Checkbox(
+            value=self.state.page_selection is True, on_change=self._page_toggled
+        )
+        cells: list[ft.Control] = []
+        for key, width, expand in COLUMNS:
+            text = t(f"nodes.col.{key}")
+            label: ft.Control = ft.Text(
+                text, size=12, weight=ft.FontWeight.W_600, color=ft.Colors.ON_SURFACE_VARIANT
+            )
+            if key in SORTABLE:
+                sort_key = SORTABLE[key]
+                arrow = None
+                if f.sort == sort_key:
+                    arrow = ft.Icon(
+                        ft.Icons.ARROW_UPWARD if f.order == "asc" else ft.Icons.ARROW_DOWNWARD,
+                        size=14,
+                        color=ft.Colors.PRIMARY,
+                    )
+                label = ft.Container(
+                    ft.Row([label, *([arrow] if arrow else [])], spacing=2, tight=True),
+                    on_click=self._sorter(sort_key),
+                    border_radius=4,
+                    padding=ft.Padding.symmetric(vertical=4, horizontal=2),
+                )
+            cells.append(_cell(label, width, expand))
+        parts: list[ft.Control] = []
+        if self.state.can_write or self.state.can_run:
+            parts.append(
+                ft.Semantics(
+                    identifier=ids.NODES_SELECT_ALL,
+                    label=t("nodes.select_all"),
+                    content=self.header_check,
+                )
+            )
+        parts.append(
+            ft.Container(
+                ft.Row(cells, spacing=16),
+                expand=True,
+                padding=ft.Padding.symmetric(horizontal=8),
+            )
+        )
+        return ft.Container(
+            ft.Row(parts, spacing=0),
+            bgcolor=ft.Colors.SURFACE_CONTAINER,
+            padding=ft.Padding.only(left=4, right=8, top=2, bottom=2),
+            border=ft.Border.only(bottom=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
+        )
+
+    def _update_header_check(self) -> None:
+        check = getattr(self, "header_check", None)
+        if check is not None:
+            check.value = self.state.page_selection is True
+
+    def _render_pager(self) -> None:
+        s = self.state
+        t = self.ctx.i18n.t
+        if s.total <= s.page_size or s.load.phase is not Phase.READY:
+            self.pager.content = None
+            return
+        first = s.offset + 1
+        last = min(s.offset + len(s.rows), s.total)
+        self.pager.content = ft.Container(
+            ft.Row(
+                [
+                    ft.Text(
+                        t("nodes.range", first=first, last=last, total=s.total),
+                        size=12,
+                        color=ft.Colors.ON_SURFACE_VARIANT,
+                    ),
+                    ft.Semantics(
+                        identifier=ids.NODES_PAGE_PREVIOUS,
+                        label=t("nodes.page_previous"),
+                        content=ft.IconButton(
+                            ft.Icons.CHEVRON_LEFT,
+                            disabled=not s.has_previous,
+                            on_click=self._previous,
+                            tooltip=t("nodes.page_previous"),
+                        ),
+                    ),
+                    ft.Semantics(
+                        identifier=ids.NODES_PAGE_NEXT,
+                        label=t("nodes.page_next"),
+                        content=ft.IconButton(
+                            ft.Icons.CHEVRON_RIGHT,
+                            disabled=not s.has_next,
+                            on_click=self._next,
+                            tooltip=t("nodes.page_next"),
+                        ),
+                    ),
+                ],
+                alignment=ft.MainAxisAlignment.END,
+                spacing=4,
+            ),
+            padding=ft.Padding.symmetric(horizontal=12, vertical=2),
+            border=ft.Border.only(top=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
+        )
+
+    # --- events -----------------------------------------------------------------------
+
+    def _search_changed(self, e: ft.Event[ft.TextField]) -> None:
+        self.state.type_query(e.control.value)
+
+    async def _search_submitted(self, e: ft.Event[ft.TextField]) -> None:
+        await self.state.set_query(e.control.value)
+
+    def _selector_changed(self, e: ft.Event[ft.TextField]) -> None:
+        self.state.type_selector(e.control.value)
+
+    async def _selector_submitted(self, e: ft.Event[ft.TextField]) -> None:
+        await self.state.set_selector(e.control.value)
+
+    async def _status_chosen(self, e: ft.Event[ft.Dropdown]) -> None:
+        value = e.control.value
+        status: NodeStatus | None = (
+            "online" if value == "online" else "offline" if value == "offline" else None
+        )
+        await self.state.set_status(status)
+
+    async def _group_chosen(self, e: ft.Event[ft.Dropdown]) -> None:
+        value = e.control.value
+        await self.state.set_group(None if value in (None, ALL) else value)
+
+    async def _sort_chosen(self, e: ft.Event[ft.Dropdown]) -> None:
+        value = e.control.value
+        for key in ("name", "hostname", "last_seen", "created"):
+            if value == key:
+                await self.state.apply(sort=key)
+
+    async def _order_flipped(self, _: ft.Event[ft.IconButton]) -> None:
+        await self.state.apply(order="desc" if self.state.filters.order == "asc" else "asc")
+
+    def _sorter(self, key: NodeSort) -> Callable[[ft.Event[ft.Container]], Any]:
+        async def sort(_: ft.Event[ft.Container]) -> None:
+            await self.state.sort_by(key)
+
+        return sort
+
+    def _filters_toggled(self, _: ft.Event[ft.IconButton]) -> None:
+        self.filters_open = not self.filters_open
+        self._render_toolbar()
+        self._push()
+
+    async def _filters_cleared(self, _: ft.Event[ft.TextButton]) -> None:
+        self.search.value = ""
+        self.selector.value = ""
+        await self.state.clear_filters()
+        self._render_toolbar()
+        self._push()
+
+    def _page_toggled(self, e: ft.Event[ft.Checkbox]) -> None:
+        self.state.select_page(bool(e.control.value))
+
+    def _cleared(self, _: ft.Event[ft.IconButton]) -> None:
+        self.state.clear_selection()
+
+    async def _previous(self, _: ft.Event[ft.IconButton]) -> None:
+        await self.state.previous_page()
+
+    async def _next(self, _: ft.Event[ft.IconButton]) -> None:
+        await self.state.next_page()
+
+    def _run(self, _: ft.Event[ft.Button]) -> None:
+        self.ctx.navigate(self.state.run_route())
+
+    # --- dialogs ----------------------------------------------------------------------
+
+    def _dialog(
+        self,
+        title: str,
+        field: ft.Control,
+        apply: Callable[[], Any],
+        problem: ft.Text,
+    ) -> ft.AlertDialog:
+        t = self.ctx.i18n.t
+
+        def cancel(_: ft.Event[ft.TextButton]) -> None:
+            self.ctx.page.pop_dialog()
+            self.state.dismiss_action_problem()
+
+        async def ok(_: ft.Event[ft.Button]) -> None:
+            await apply()
+
+        return ft.AlertDialog(
+            modal=True,
+            title=ft.Text(title),
+            content=ft.Container(ft.Column([field, problem], tight=True, spacing=8), width=420),
+            actions=[
+                ft.Semantics(
+                    identifier=ids.CONFIRM_CANCEL,
+                    content=ft.TextButton(t("states.cancel"), on_click=cancel),
+                ),
+                ft.Semantics(
+                    identifier=ids.CONFIRM_OK,
+                    content=ft.FilledButton(t("nodes.apply"), on_click=ok),
+                ),
+            ],
+        )
+
+    def _problem_text(self) -> ft.Text:
+        return ft.Text("", color=ft.Colors.ERROR, size=12, visible=False, selectable=True)
+
+    def _show_problem(self, text: ft.Text, message: str) -> None:
+        text.value = message
+        text.visible = True
+        text.update()
+
+    def _action_failed(self, text: ft.Text) -> None:
+        problem = self.state.action.problem
+        if problem is not None:
+            self._show_problem(
+                text, f"{problem.title}: {problem.detail}" if problem.detail else problem.title
+            )
+
+    def _labels(self, _: ft.Event[ft.OutlinedButton]) -> None:
+        t = self.ctx.i18n.t
+        count = len(self.state.selected)
+        field = ft.TextField(
+            label=t("nodes.labels_field"),
+            hint_text="env=prod, tier=web, -canary",
+            helper=t("nodes.labels_help"),
+            multiline=True,
+            min_lines=1,
+            max_lines=4,
+            autofocus=True,
+        )
+        problem = self._problem_text()
+
+        async def apply() -> None:
+            try:
+                sets, removes = parse_label_changes(field.value)
+            except ValueError as bad:
+                self._show_problem(problem, t("nodes.labels_invalid", part=str(bad)))
+                return
+            if await self.state.set_labels(sets, removes):
+                self.ctx.page.pop_dialog()
+                self.ctx.notify(t("nodes.done_labels", n=count))
+            else:
+                self._action_failed(problem)
+
+        self.ctx.page.show_dialog(
+            self._dialog(t("nodes.labels_title", n=count), field, apply, problem)
+        )
+
+    def _group(self, _: ft.Event[ft.OutlinedButton]) -> None:
+        t = self.ctx.i18n.t
+        count = len(self.state.selected)
+        field = ft.Dropdown(
+            label=t("nodes.group_field"),
+            options=[
+                ft.DropdownOption(key=NO_GROUP, text=t("nodes.group.none")),
+                *(ft.DropdownOption(key=g["name"], text=g["name"]) for g in self.state.groups),
+            ],
+            value=NO_GROUP,
+            expand=True,
+        )
+        problem = self._problem_text()
+
+        async def apply() -> None:
+            value = field.value
+            if await self.state.move_to_group(None if value in (None, NO_GROUP) else value):
+                self.ctx.page.pop_dialog()
+                self.ctx.notify(t("nodes.done_group", n=count))
+            else:
+                self._action_failed(problem)
+
+        self.ctx.page.show_dialog(
+            self._dialog(t("nodes.group_title", n=count), field, apply, problem)
+        )
