@@ -227,6 +227,7 @@ def test_gauges_from_a_heartbeat_count_like_the_metrics_service() -> None:
     assert (gauges.cpu, gauges.cores, gauges.memory_percent) == (12.5, 2, 25.0)
     assert (gauges.disk_percent, gauges.disk_used, gauges.disk_total) == (20.0, 40.0, 200.0)
     assert gauges.load == (0.5, 0.25, 0.125)
+    assert gauges.disks == (("/", "ext4", 30, 100), ("/d", "xfs", 10, 100))
     assert (gauges.rx_bps, gauges.tx_bps, gauges.uptime) == (1536.0, None, 86400.5)
 
 

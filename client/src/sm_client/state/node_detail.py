@@ -99,6 +99,8 @@ class Gauges:
     tx_bps: float | None
     uptime: float | None
     processes: float | None
+    # Per mount: (mount point, file system, used bytes, total bytes).
+    disks: tuple[tuple[str, str, int, int], ...] = ()
 
     @classmethod
     def from_latest(cls, latest: Latest) -> Gauges:
@@ -119,6 +121,7 @@ class Gauges:
             tx_bps=values["net_tx_bps"],
             uptime=detail["uptime"],
             processes=values["processes"],
+            disks=tuple((d["mount"], d["fstype"], d["used"], d["total"]) for d in detail["disks"]),
         )
 
     @classmethod
@@ -150,6 +153,10 @@ class Gauges:
             tx_bps=_num(net.get("tx_bps")),
             uptime=_num(sample.get("uptime")),
             processes=_num(sample.get("processes")),
+            disks=tuple(
+                (str(d["mount"]), str(d.get("fstype", "")), int(d["used"]), int(d["total"]))
+                for d in disks
+            ),
         )
 
 
