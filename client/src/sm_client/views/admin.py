@@ -1117,6 +1117,8 @@ class AdminScreen:
             autofocus=autofocus,
             disabled=disabled,
             helper=helper,
+            helper_max_lines=2,
+            error_max_lines=2,
             hint_text=hint,
             max_length=max_length,
             multiline=lines > 1,
