@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from sm_client.api import CoreApi, PasswordLogin
 from sm_client.api.admin import AdminApi
 from sm_client.state.admin import (
+    REFRESH_AFTER,
     AdminState,
     Tab,
     check_client,
@@ -16,7 +18,7 @@ from sm_client.state.admin import (
     check_user,
     parse_labels,
 )
-from sm_client.state.feed import Handler, Resync, Stop
+from sm_client.state.feed import Handler, Message, Resync, Stop
 from sm_client.state.observable import Phase
 
 from .conftest import Core
@@ -27,9 +29,15 @@ class RecordingFeed:
 
     def __init__(self) -> None:
         self.resyncs: list[Resync] = []
+        self.handlers: dict[str, list[Handler]] = {}
 
     def subscribe(self, topic: str, handler: Handler) -> Stop:
-        return lambda: None
+        self.handlers.setdefault(topic, []).append(handler)
+        return lambda: self.handlers[topic].remove(handler)
+
+    def publish(self, topic: str, message: Message) -> None:
+        for handler in list(self.handlers.get(topic, [])):
+            handler(message)
 
     def on_resync(self, resync: Resync) -> Stop:
         self.resyncs.append(resync)
@@ -185,7 +193,30 @@ async def test_a_reconnect_reads_the_tab_again(admin: CoreApi) -> None:
     assert "st-elsewhere" in [u["username"] for u in state.users]
     state.leave()
     assert feed.resyncs == []
+    assert feed.handlers["fleet"] == []
     await AdminApi(admin).delete_user("st-elsewhere")
+
+
+async def test_a_node_coming_online_reads_the_tokens_again(admin: CoreApi) -> None:
+    feed = RecordingFeed()
+    state = AdminState(admin, feed)
+    await state.select(Tab.TOKENS)
+    await state.enter()
+    made = await AdminApi(admin).create_enrollment_token({"description": "st-elsewhere"})
+    assert made["id"] not in [t["id"] for t in state.tokens]
+    online = {"type": "event", "topic": "fleet", "event": {"type": "status", "status": "online"}}
+    offline = {"type": "event", "topic": "fleet", "event": {"type": "status", "status": "offline"}}
+    feed.publish("fleet", offline)  # not a new node: nothing to read
+    assert state._pending is None
+    for _ in range(20):  # a burst: one read
+        feed.publish("fleet", online)
+    first = state._pending
+    assert first is not None
+    await asyncio.sleep(REFRESH_AFTER + 1.0)
+    assert first.done()
+    assert made["id"] in [t["id"] for t in state.tokens]
+    state.leave()
+    await AdminApi(admin).revoke_enrollment_token(made["id"])
 
 
 def test_the_forms_are_checked_before_they_are_sent() -> None:

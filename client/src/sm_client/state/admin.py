@@ -37,7 +37,7 @@ from sm_client.api.admin import (
     UserUpdate,
 )
 from sm_client.api.fleet import FleetApi, Group, GroupCreate, GroupPatch
-from sm_client.state.feed import Feed, Stop
+from sm_client.state.feed import Feed, Message, Stop
 from sm_client.state.observable import Load, Observable, Phase, Problem
 from sm_shared.scopes import ADMIN, ALL_SCOPES
 
@@ -48,6 +48,9 @@ SCOPES: Final = cast(tuple[Scope, ...], ALL_SCOPES)
 # Enrollment token lifetimes a form offers (seconds).
 TTL_CHOICES: Final = (3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
 DEFAULT_TTL: Final = 86400
+# After a node comes online (maybe just enrolled: a token used, a group grown), the
+# tokens or groups tab is read again this many seconds later (once per burst).
+REFRESH_AFTER: Final = 1.0
 MAX_USES: Final = 1_000_000
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -208,7 +211,8 @@ class AdminState(Observable):
         self.loads: dict[Tab, Load] = {tab: Load() for tab in Tab}
         self.revealed: Revealed | None = None
         self.busy = False
-        self._stop_resync: Stop | None = None
+        self._stops: list[Stop] = []
+        self._pending: asyncio.Task[None] | None = None
 
     @property
     def allowed(self) -> bool:
@@ -233,16 +237,35 @@ class AdminState(Observable):
     # --- life cycle -------------------------------------------------------------
 
     async def enter(self) -> None:
-        """Load the current tab; after a reconnect of the live feed, load it again."""
-        if self.feed is not None and self._stop_resync is None:
-            self._stop_resync = self.feed.on_resync(self.refresh)
+        """Load the current tab; follow the fleet; after a reconnect, load the tab again."""
+        if self.feed is not None and not self._stops:
+            self._stops = [
+                self.feed.on_resync(self.refresh),
+                self.feed.subscribe("fleet", self._on_fleet),
+            ]
         await self.refresh()
 
     def leave(self) -> None:
-        if self._stop_resync is not None:
-            self._stop_resync()
-            self._stop_resync = None
+        for stop in self._stops:
+            stop()
+        self._stops = []
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
         self.revealed = None
+
+    def _on_fleet(self, message: Message) -> None:
+        event = message.get("event") or {}
+        if event.get("type") != "status" or event.get("status") != "online":
+            return
+        if self.tab not in (Tab.TOKENS, Tab.GROUPS):
+            return
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.get_running_loop().create_task(self._refresh_soon())
+
+    async def _refresh_soon(self) -> None:
+        await asyncio.sleep(REFRESH_AFTER)
+        await self.refresh()
 
     async def select(self, tab: Tab) -> None:
         if tab is not self.tab:

@@ -243,13 +243,8 @@ class AdminScreen:
         self.body.controls.append(panel)
 
     def _header(self) -> ft.Control:
-        return ft.Column(
-            [
-                ft.Text(self.t("admin.title"), size=24, weight=ft.FontWeight.W_600),
-                muted(self.t("admin.subtitle"), size=13),
-            ],
-            spacing=2,
-        )
+        """One line under the shell's title (which names the screen)."""
+        return muted(self.t("admin.subtitle"), size=13)
 
     def _tabs(self) -> ft.Control:
         """Wide: icon and label side by side; narrow: five equal tabs, icon over a short label."""
