@@ -90,3 +90,22 @@ def test_web_serves_the_app_with_no_cdn(tmp_path: Path) -> None:
         process.terminate()
         process.wait(30)
         log.close()
+
+
+def test_the_bundled_chinese_font_covers_every_chinese_string() -> None:
+    import importlib
+
+    from sm_client.i18n import AREAS
+    from sm_client.main import ASSETS
+
+    font = ASSETS / "fonts" / "NotoSansSC-Regular.otf"
+    assert font.stat().st_size > 100_000
+    kept = set((ASSETS / "fonts" / "NotoSansSC-chars.txt").read_text(encoding="utf-8"))
+    missing: dict[str, str] = {}
+    for area in AREAS:
+        for key, text in importlib.import_module(f"sm_client.locales.{area}").ZH.items():
+            if lost := "".join(sorted(set(text) - kept - {"\n"})):
+                missing[key] = lost
+    assert not missing, (
+        f"characters the bundled font lacks (see assets/fonts/README-NotoSansSC.txt): {missing}"
+    )

@@ -15,7 +15,7 @@ from typing import Final
 
 import flet as ft
 
-from sm_client.i18n import Translator
+from sm_client.i18n import Language, Translator
 from sm_client.state.preferences import Preferences, Theme
 from sm_client.state.session import Phase, Session
 from sm_client.views.connect import ConnectScreen
@@ -26,6 +26,10 @@ from sm_client.views.shell import Shell
 log = logging.getLogger(__name__)
 
 SEED: Final = "#2F6FB3"  # a calm steel blue: Material 3 derives both schemes from it
+# Bundled (``assets/fonts``): the web app loads no fonts from the internet, and
+# Flutter's own fallback for Chinese would fetch one.
+CJK_FONT: Final = "Noto Sans SC"
+FONTS: Final = {CJK_FONT: "fonts/NotoSansSC-Regular.otf"}
 THEME_MODES: Final = {
     Theme.LIGHT: ft.ThemeMode.LIGHT,
     Theme.DARK: ft.ThemeMode.DARK,
@@ -79,8 +83,8 @@ class App:
         page.title = self.i18n.t("shell.title")
         page.padding = 0
         page.spacing = 0
-        page.theme = ft.Theme(color_scheme_seed=SEED)
-        page.dark_theme = ft.Theme(color_scheme_seed=SEED)
+        page.fonts = dict(FONTS)
+        self._set_themes()
         page.theme_mode = ft.ThemeMode.SYSTEM
         page.on_route_change = self._on_route
         page.on_resize = self._on_resize
@@ -105,11 +109,24 @@ class App:
             self.page.theme_mode = mode
             self.page.update()
 
+    def _set_themes(self) -> None:
+        """Both themes from the seed; Chinese in the bundled CJK font (Roboto has no hanzi)."""
+        font = CJK_FONT if self.i18n.language is Language.ZH else None
+        self.page.theme = ft.Theme(color_scheme_seed=SEED, font_family=font)
+        self.page.dark_theme = ft.Theme(color_scheme_seed=SEED, font_family=font)
+
     def _retitle(self) -> None:
         self.page.title = self.i18n.t("shell.title")
+        self._set_themes()
         self.page.update()
 
     def _on_session(self) -> None:
+        try:
+            self._follow_session()
+        except Exception:
+            log.exception("the page could not follow the session")
+
+    def _follow_session(self) -> None:
         signed_in = self.session.phase is Phase.SIGNED_IN
         if signed_in and self.shell is None:
             self._show_shell()

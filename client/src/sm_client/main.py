@@ -13,9 +13,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8550
+# Fonts and images the app serves (whatever the working directory).
+ASSETS = Path(__file__).parent / "assets"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             no_cdn=True,
+            assets_dir=str(ASSETS),
         )
     else:
-        ft.run(app_main(args.server), view=ft.AppView.FLET_APP)
+        ft.run(app_main(args.server), view=ft.AppView.FLET_APP, assets_dir=str(ASSETS))
     return 0
 
 

@@ -400,10 +400,12 @@ class Session(Observable):
 
     async def sign_out(self, *, forget_login: bool = True) -> None:
         """End the session; the remembered login is dropped too unless told otherwise
-        (the server and its pinned CA stay)."""
+        (the server and its pinned CA stay). Views learn at once; the socket and the
+        HTTP client close after."""
         feed, api, server = self.feed, self.api, self.server
         self.feed = self.api = self.server = None
         self.phase, self.failure, self.pending = Phase.SIGNED_OUT, None, None
+        self.changed()
         if feed is not None:
             await feed.close()
         if api is not None:
@@ -413,4 +415,4 @@ class Session(Observable):
                 if known.origin == server.origin:
                     known.secret = ""
             await self._save()
-        self.changed()
+            self.changed()

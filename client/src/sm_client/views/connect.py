@@ -34,6 +34,7 @@ class ConnectScreen:
             on_submit=self._submit,
         )
         self.key = ft.TextField(
+            helper_max_lines=2,
             password=True,
             can_reveal_password=True,
             prefix_icon=ft.Icons.KEY_OUTLINED,
