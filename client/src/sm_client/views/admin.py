@@ -170,7 +170,7 @@ class AdminScreen:
             content=ft.Container(
                 self.body,
                 expand=True,
-                padding=ft.Padding.symmetric(horizontal=20, vertical=16),
+                padding=ft.Padding.only(left=20, right=20, top=4, bottom=16),
                 on_size_change=self._on_size,
                 size_change_interval=150,
             ),
