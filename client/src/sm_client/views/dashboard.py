@@ -3,6 +3,7 @@ latest commands). Renders from :class:`~sm_client.state.dashboard.DashboardState
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -55,6 +56,12 @@ def _card(content: ft.Control, *, padding: int = 16) -> ft.Container:
     )
 
 
+def _update(control: ft.Control) -> None:
+    """Send ``control``'s changes (nothing to do while it is not on a page)."""
+    with contextlib.suppress(RuntimeError):  # "must be added to the page first"
+        control.update()
+
+
 class DashboardScreen:
     def __init__(self, ctx: ScreenContext, params: RouteParams) -> None:
         self.ctx = ctx
@@ -82,8 +89,7 @@ class DashboardScreen:
 
     def _refresh(self) -> None:
         self.render()
-        if self.root.page is not None:
-            self.root.update()
+        _update(self.root)
 
     # --- rendering --------------------------------------------------------------------
 
@@ -141,6 +147,7 @@ class DashboardScreen:
                 tight=True,
             )
         )
+        card.height = 132
         card.on_click = on_click
         card.ink = on_click is not None
         return ft.Container(

@@ -7,6 +7,7 @@ page changes, and live values change a row's controls in place.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -45,11 +46,17 @@ def _cell(control: ft.Control, width: int | None, expand: int) -> ft.Control:
     return ft.Container(control, expand=expand)
 
 
-class _Meter:
-    """A usage figure: its value and a thin bar."""
+def _update(control: ft.Control) -> None:
+    """Send ``control``'s changes (nothing to do while it is not on a page)."""
+    with contextlib.suppress(RuntimeError):  # "must be added to the page first"
+        control.update()
 
-    def __init__(self, label: str | None = None, compact: bool = False) -> None:
-        self.text = ft.Text(fmt.DASH, size=12 if compact else 13, weight=ft.FontWeight.W_500)
+
+class _Meter:
+    """A usage figure: its value and a thin bar (with a caption on phones)."""
+
+    def __init__(self, label: str | None = None) -> None:
+        self.text = ft.Text(fmt.DASH, size=12 if label else 13, weight=ft.FontWeight.W_500)
         self.bar = ft.ProgressBar(
             value=0,
             bar_height=4,
@@ -57,14 +64,16 @@ class _Meter:
             bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
             color=ft.Colors.PRIMARY,
         )
-        top: list[ft.Control] = [self.text]
+        top: ft.Control = self.text
         if label is not None:
-            top = [
-                ft.Text(label, size=11, color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Container(expand=True),
-                self.text,
-            ]
-        self.control = ft.Column([ft.Row(top, spacing=4), self.bar], spacing=3, tight=True)
+            top = ft.Row(
+                [
+                    ft.Text(label, size=11, color=ft.Colors.ON_SURFACE_VARIANT, expand=True),
+                    self.text,
+                ],
+                spacing=4,
+            )
+        self.control = ft.Column([top, self.bar], spacing=3, tight=True)
 
     def show(self, value: float | None) -> None:
         self.text.value = fmt.percent(value)
@@ -72,55 +81,89 @@ class _Meter:
         self.bar.color = fmt.level(value)
 
 
-class _RowView:
-    """One node's row (table) or card (phone), updated in place from its NodeRow."""
+class _Chip:
+    """A group or label tag; hidden while unused (row views are reused)."""
 
-    def __init__(self, screen: NodesScreen, row: NodeRow, wide: bool) -> None:
+    def __init__(self, strong: bool = False) -> None:
+        self.text = ft.Text(
+            size=11,
+            no_wrap=True,
+            color=ft.Colors.ON_SECONDARY_CONTAINER if strong else ft.Colors.ON_SURFACE_VARIANT,
+        )
+        self.control = ft.Container(
+            self.text,
+            padding=ft.Padding.symmetric(horizontal=6, vertical=2),
+            border_radius=6,
+            bgcolor=ft.Colors.SECONDARY_CONTAINER
+            if strong
+            else ft.Colors.SURFACE_CONTAINER_HIGHEST,
+            visible=False,
+        )
+
+    def show(self, text: str | None) -> None:
+        self.control.visible = bool(text)
+        self.text.value = text or ""
+
+
+class _RowView:
+    """A table row (wide) or a card (phone), bound to one NodeRow at a time.
+
+    The list keeps a pool of these: a new page or filter re-binds the views it
+    has (only changed properties travel to the browser) instead of building
+    a hundred rows of controls again.
+    """
+
+    def __init__(self, screen: NodesScreen, wide: bool) -> None:
         self.screen = screen
-        self.node_id = row.id
+        self.wide = wide
+        self.node_id = ""
         t = screen.ctx.i18n.t
         self.dot = ft.Container(width=9, height=9, border_radius=5)
         self.status = ft.Text(size=12)
-        self.cpu = _Meter(None if wide else t("nodes.col.cpu"), compact=not wide)
-        self.mem = _Meter(None if wide else t("nodes.col.memory"), compact=not wide)
-        self.disk = _Meter(None if wide else t("nodes.col.disk"), compact=not wide)
+        self.name = ft.Text(
+            weight=ft.FontWeight.W_600, no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS
+        )
+        self.sub = ft.Text(
+            size=12,
+            color=ft.Colors.ON_SURFACE_VARIANT,
+            no_wrap=True,
+            overflow=ft.TextOverflow.ELLIPSIS,
+        )
+        self.cpu = _Meter(None if wide else t("nodes.col.cpu"))
+        self.mem = _Meter(None if wide else t("nodes.col.memory"))
+        self.disk = _Meter(None if wide else t("nodes.col.disk"))
         self.rx = ft.Text(fmt.DASH, size=12, no_wrap=True)
         self.tx = ft.Text(fmt.DASH, size=12, no_wrap=True)
         self.net = ft.Row(
             [
                 ft.Icon(ft.Icons.SOUTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                 self.rx,
-                ft.Container(width=4),
                 ft.Icon(ft.Icons.NORTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                 self.tx,
             ],
-            spacing=2,
+            spacing=3,
             tight=True,
         )
         self.seen = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, no_wrap=True)
-        self.check = ft.Checkbox(
-            value=row.id in screen.state.selected,
-            on_change=self._toggled,
-            semantics_label=t("nodes.select", name=row.node["name"]),
+        self.chips = [_Chip(strong=True)] + [_Chip() for _ in range(3 if wide else 2)]
+        self.tags = ft.Container(
+            ft.Row(
+                [c.control for c in self.chips],
+                spacing=4,
+                tight=True,
+                alignment=ft.MainAxisAlignment.START if wide else ft.MainAxisAlignment.END,
+            ),
+            clip_behavior=ft.ClipBehavior.HARD_EDGE,
         )
-        self.label = ft.Semantics(
-            identifier=ids.node_row(row.id),
-            button=True,
-            content=self._body(row, wide),
-        )
-        selectable = screen.state.can_write or screen.state.can_run
+        self.check = ft.Checkbox(on_change=self._toggled)
+        self.check_label = ft.Semantics(content=self.check)
+        self.label = ft.Semantics(button=True, content=self._body())
         parts: list[ft.Control] = []
-        if selectable:
-            parts.append(
-                ft.Semantics(
-                    identifier=ids.node_select(row.id),
-                    label=t("nodes.select", name=row.node["name"]),
-                    content=self.check,
-                )
-            )
+        if screen.state.can_write or screen.state.can_run:
+            parts.append(self.check_label)
         parts.append(ft.Container(self.label, expand=True))
         if wide:
-            self.control: ft.Control = ft.Container(
+            self.control: ft.Container | ft.Card = ft.Container(
                 ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.CENTER),
                 border=ft.Border.only(bottom=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
                 padding=ft.Padding.only(left=4, right=8),
@@ -129,111 +172,88 @@ class _RowView:
             self.control = ft.Card(
                 ft.Container(
                     ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.START),
-                    padding=ft.Padding.only(left=0, right=12, top=4, bottom=12),
+                    padding=ft.Padding.only(right=12, top=4, bottom=12),
                 ),
                 margin=ft.Margin.symmetric(horizontal=12, vertical=4),
                 elevation=0,
                 bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             )
-        self.show(row)
 
-    def _body(self, row: NodeRow, wide: bool) -> ft.Control:
-        node = row.node
-        t = self.screen.ctx.i18n.t
-        name = ft.Text(
-            node["name"],
-            weight=ft.FontWeight.W_600,
-            no_wrap=True,
-            overflow=ft.TextOverflow.ELLIPSIS,
-        )
-        facts = node["facts"]
-        host = node["hostname"] if node["hostname"] != node["name"] else facts.get("os", "")
-        sub = ft.Text(
-            host,
-            size=12,
-            color=ft.Colors.ON_SURFACE_VARIANT,
-            no_wrap=True,
-            overflow=ft.TextOverflow.ELLIPSIS,
-        )
-        tags = self._tags(row)
-        if wide:
-            cells = [
-                ft.Column([name, sub], spacing=0, tight=True),
+    def _body(self) -> ft.Control:
+        names = ft.Column([self.name, self.sub], spacing=0, tight=True)
+        if self.wide:
+            cells: list[ft.Control] = [
+                names,
                 ft.Row([self.dot, self.status], spacing=6),
                 self.cpu.control,
                 self.mem.control,
                 self.disk.control,
                 self.net,
-                tags,
+                self.tags,
                 self.seen,
             ]
+            for cell, (_, width, expand) in zip(cells, COLUMNS, strict=True):
+                assert isinstance(cell, ft.LayoutControl)
+                if width is not None:
+                    cell.width = width
+                else:
+                    cell.expand = expand
             content: ft.Control = ft.Row(
-                [
-                    _cell(c, width, expand)
-                    for c, (_, width, expand) in zip(cells, COLUMNS, strict=True)
-                ],
-                spacing=16,
-                vertical_alignment=ft.CrossAxisAlignment.CENTER,
+                cells, spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER
             )
             padding = ft.Padding.symmetric(vertical=8, horizontal=8)
         else:
+            names.expand = True
+            self.tags.expand = True
+            self.cpu.control.expand = self.mem.control.expand = self.disk.control.expand = True
             content = ft.Column(
                 [
-                    ft.Row(
-                        [
-                            self.dot,
-                            ft.Container(
-                                ft.Column([name, sub], spacing=0, tight=True), expand=True
-                            ),
-                            self.seen,
-                        ],
-                        spacing=8,
-                    ),
-                    ft.Row(
-                        [
-                            ft.Container(self.cpu.control, expand=True),
-                            ft.Container(self.mem.control, expand=True),
-                            ft.Container(self.disk.control, expand=True),
-                        ],
-                        spacing=12,
-                    ),
-                    ft.Row([self.net, ft.Container(expand=True), tags], spacing=8),
+                    ft.Row([self.dot, names, self.seen], spacing=8),
+                    ft.Row([self.cpu.control, self.mem.control, self.disk.control], spacing=12),
+                    ft.Row([self.net, self.tags], spacing=8),
                 ],
                 spacing=8,
                 tight=True,
             )
             padding = ft.Padding.only(top=10, left=4)
-        del t
         return ft.Container(
-            content,
-            padding=padding,
-            on_click=self._open,
-            ink=True,
-            border_radius=8,
+            content, padding=padding, on_click=self._open, ink=True, border_radius=8
         )
 
-    def _tags(self, row: NodeRow) -> ft.Control:
+    def bind(self, row: NodeRow) -> None:
+        """Show ``row`` in these controls (a reused view takes another node)."""
+        t = self.screen.ctx.i18n.t
         node = row.node
-        chips: list[ft.Control] = []
-        if node["group"]:
-            chips.append(_chip(node["group"], ft.Icons.FOLDER_OUTLINED, strong=True))
+        self.node_id = row.id
+        self.name.value = node["name"]
+        host = node["hostname"] if node["hostname"] != node["name"] else node["facts"].get("os", "")
+        self.sub.value = host
         labels = list(node["labels"].items())
-        shown = 2 if self.screen.wide else 1
-        for key, value in labels[:shown]:
-            chips.append(_chip(f"{key}={value}" if value else key))
-        if len(labels) > shown:
-            chips.append(_chip(f"+{len(labels) - shown}"))
-        return ft.Container(
-            ft.Row(chips, spacing=4, tight=True),
-            clip_behavior=ft.ClipBehavior.HARD_EDGE,
-            tooltip=", ".join(f"{k}={v}" for k, v in labels) or None,
-        )
+        slots = self.chips[1:]
+        shown = len(slots) - 1
+        self.chips[0].show(node["group"])
+        for index, chip in enumerate(slots[:shown]):
+            if index < len(labels):
+                key, value = labels[index]
+                chip.show(f"{key}={value}" if value else key)
+            else:
+                chip.show(None)
+        slots[-1].show(f"+{len(labels) - shown}" if len(labels) > shown else None)
+        self.tags.tooltip = ", ".join(f"{k}={v}" for k, v in labels) or None
+        self.check.value = row.id in self.screen.state.selected
+        self.check_label.identifier = ids.node_select(row.id)
+        self.check_label.label = t("nodes.select", name=node["name"])
+        self.label.identifier = ids.node_row(row.id)
+        self.show(row)
 
     def show(self, row: NodeRow) -> None:
-        t = self.screen.ctx.i18n.t
+        """The live part: status, values, last seen."""
+        i18n = self.screen.ctx.i18n
+        t = i18n.t
         online = row.online
+        status = t("nodes.online") if online else t("nodes.offline")
         self.dot.bgcolor = fmt.status_color(online)
-        self.status.value = t("nodes.online") if online else t("nodes.offline")
+        self.status.value = status
         self.status.color = ft.Colors.ON_SURFACE if online else ft.Colors.ON_SURFACE_VARIANT
         values = row.values
         self.cpu.show(values["cpu"] if values else None)
@@ -242,12 +262,9 @@ class _RowView:
         self.rx.value = fmt.rate(values["net_rx_bps"] if values else None)
         self.tx.value = fmt.rate(values["net_tx_bps"] if values else None)
         if online and row.sampled_at is not None:
-            self.seen.value = fmt.ago(self.screen.ctx.i18n, time.time() - row.sampled_at)
+            self.seen.value = "" if not self.wide else fmt.ago(i18n, time.time() - row.sampled_at)
         else:
-            self.seen.value = fmt.since_iso(self.screen.ctx.i18n, row.node["last_seen"])
-        if not self.screen.wide and online:
-            self.seen.value = ""
-        status = t("nodes.online") if online else t("nodes.offline")
+            self.seen.value = fmt.since_iso(i18n, row.node["last_seen"])
         self.label.label = t("nodes.row_label", name=row.node["name"], status=status)
         self.control.opacity = 1.0 if online else 0.72
 
@@ -258,27 +275,6 @@ class _RowView:
         self.screen.ctx.navigate(f"/nodes/{self.node_id}")
 
 
-def _chip(text: str, icon: ft.IconData | None = None, strong: bool = False) -> ft.Control:
-    parts: list[ft.Control] = []
-    if icon is not None:
-        parts.append(ft.Icon(icon, size=12, color=ft.Colors.ON_SECONDARY_CONTAINER))
-    parts.append(
-        ft.Text(
-            text,
-            size=11,
-            no_wrap=True,
-            overflow=ft.TextOverflow.ELLIPSIS,
-            color=ft.Colors.ON_SECONDARY_CONTAINER if strong else ft.Colors.ON_SURFACE_VARIANT,
-        )
-    )
-    return ft.Container(
-        ft.Row(parts, spacing=3, tight=True),
-        padding=ft.Padding.symmetric(horizontal=6, vertical=2),
-        border_radius=6,
-        bgcolor=ft.Colors.SECONDARY_CONTAINER if strong else ft.Colors.SURFACE_CONTAINER_HIGHEST,
-    )
-
-
 class NodesScreen:
     def __init__(self, ctx: ScreenContext, params: RouteParams) -> None:
         self.ctx = ctx
@@ -287,7 +283,9 @@ class NodesScreen:
         self.wide = (page_width - RAIL if page_width >= 840 else page_width) >= TABLE_WIDTH
         self.filters_open = False
         self._stops: list[Callable[[], None]] = []
-        self._row_views: dict[str, _RowView] = {}
+        self._row_views: dict[str, _RowView] = {}  # the page's rows by node id
+        self._pool: list[_RowView] = []  # row views kept for reuse
+        self._rows_list = ft.ListView(expand=True)
         self._shown_rows: list[NodeRow] | None = None
         self._shown_phase: Phase | None = None
 
@@ -363,17 +361,22 @@ class NodesScreen:
         self._render_listing(force=True)
         self._render_pager()
 
-    def _push(self) -> None:
-        if self.root.page is not None:
-            self.root.update()
+    def _push(self, *controls: ft.Control) -> None:
+        """Send the changes of ``controls`` (of the whole screen when none are named)."""
+        if not controls:
+            _update(self.root)
+            return
+        with contextlib.suppress(RuntimeError, AttributeError):
+            if self.root.page is not None:
+                self.ctx.page.update(*controls)
 
     def _state_changed(self) -> None:
         self._sync_fields()
         self._render_summary()
         self._render_bulk()
-        self._render_listing()
+        changed = self._render_listing()
         self._render_pager()
-        self._push()
+        self._push(self.toolbar, self.summary, self.bulk, self.pager, *changed)
 
     def _relabel(self) -> None:
         self.render()
@@ -392,8 +395,7 @@ class NodesScreen:
             if view is None or row is None:
                 continue
             view.show(row)
-            if view.control.page is not None:
-                view.control.update()
+            _update(view.control)
 
     def _label_fields(self) -> None:
         t = self.ctx.i18n.t
@@ -609,13 +611,23 @@ class NodesScreen:
             margin=ft.Margin.only(left=12, right=12, bottom=8),
         )
 
-    def _render_listing(self, force: bool = False) -> None:
+    def _render_listing(self, force: bool = False) -> list[ft.Control]:
+        """Render the list if its rows changed; the controls whose changes are to be sent."""
         s = self.state
+        if force:
+            self._pool = []  # captions, language or layout changed: build afresh
         if not force and s.rows is self._shown_rows and s.load.phase is self._shown_phase:
+            changed: list[ft.Control] = []
             for view in self._row_views.values():  # only the selection may have changed
-                view.check.value = view.node_id in s.selected
-            self._update_header_check()
-            return
+                selected = view.node_id in s.selected
+                if view.check.value != selected:
+                    view.check.value = selected
+                    changed.append(view.check)
+            check = getattr(self, "header_check", None)
+            if check is not None and check.value != (s.page_selection is True):
+                check.value = s.page_selection is True
+                changed.append(check)
+            return changed
         self._shown_rows, self._shown_phase = s.rows, s.load.phase
         t = self.ctx.i18n.t
         filtered = bool(s.filters.active)
@@ -626,17 +638,21 @@ class NodesScreen:
             empty_message=t("nodes.empty_filtered") if filtered else t("nodes.empty"),
             retry=s.refresh,
         )
+        return [self.listing]
 
     def _rows(self) -> ft.Control:
-        self._row_views = {r.id: _RowView(self, r, self.wide) for r in self.state.rows}
-        rows = [v.control for v in self._row_views.values()]
+        rows = self.state.rows
+        while len(self._pool) < len(rows):
+            self._pool.append(_RowView(self, self.wide))
+        views = self._pool[: len(rows)]
+        for view, row in zip(views, rows, strict=True):
+            view.bind(row)
+        self._row_views = {row.id: view for view, row in zip(views, rows, strict=True)}
+        self._rows_list.controls = [v.control for v in views]
+        self._rows_list.padding = None if self.wide else ft.Padding.only(bottom=12)
         if not self.wide:
-            return ft.ListView(rows, expand=True, padding=ft.Padding.only(bottom=12))
-        return ft.Column(
-            [self._header(), ft.ListView(rows, expand=True)],
-            spacing=0,
-            expand=True,
-        )
+            return self._rows_list
+        return ft.Column([self._header(), self._rows_list], spacing=0, expand=True)
 
     def _header(self) -> ft.Control:
         t = self.ctx.i18n.t
@@ -688,11 +704,6 @@ class NodesScreen:
             padding=ft.Padding.only(left=4, right=8, top=2, bottom=2),
             border=ft.Border.only(bottom=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
         )
-
-    def _update_header_check(self) -> None:
-        check = getattr(self, "header_check", None)
-        if check is not None:
-            check.value = self.state.page_selection is True
 
     def _render_pager(self) -> None:
         s = self.state
