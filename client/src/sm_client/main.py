@@ -65,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import flet as ft
 
     from sm_client.app import app_main
+    from sm_client.views.shell import preload
+
+    preload()  # every screen imported once, before the first page asks for one
 
     if args.web:
         if not args.open:

@@ -77,6 +77,19 @@ ROUTES: Final = (
 )
 
 
+def preload() -> list[str]:
+    """Import every screen module now (the web server does it once at start, so the
+    first visit of a screen does not wait for its import); the ones missing."""
+    missing = []
+    for module in dict.fromkeys(route.module for route in ROUTES):
+        try:
+            importlib.import_module(f"sm_client.views.{module}")
+        except ImportError as exc:
+            log.warning("screen module views.%s cannot be imported: %s", module, exc)
+            missing.append(module)
+    return missing
+
+
 def resolve(route: str) -> tuple[Route, RouteParams] | None:
     """The route ``route`` (a path with an optional query) matches, with its parameters."""
     parts = urlsplit(route or "/")
@@ -269,8 +282,12 @@ class Shell:
 
     def _header(self) -> ft.Control:
         live = self.feed.connected
+        if live:
+            state = "shell.live"
+        else:
+            state = "shell.reconnecting" if self.feed.connections else "shell.connecting"
         status = ft.Semantics(
-            label=self.i18n.t("shell.live" if live else "shell.reconnecting"),
+            label=self.i18n.t(state),
             content=ft.Container(
                 ft.Row(
                     [
@@ -281,7 +298,7 @@ class Shell:
                             bgcolor=ft.Colors.GREEN if live else ft.Colors.AMBER,
                         ),
                         ft.Text(
-                            self.i18n.t("shell.live" if live else "shell.reconnecting"),
+                            self.i18n.t(state),
                             size=12,
                             color=ft.Colors.ON_SURFACE_VARIANT,
                         ),
@@ -333,6 +350,9 @@ class Shell:
         route = "/" if name == "dashboard" else f"/{name}"
 
         def go(_: ft.Event[ft.Container]) -> None:
+            if name != self.nav_name:  # the destination lights up at once
+                self.nav_name = name
+                self._relabel()
             self.navigate(route)
 
         return go
