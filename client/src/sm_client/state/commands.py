@@ -1,0 +1,152 @@
+"""The command history's view-model: filtered, paged, newest first.
+
+The core pages with opaque cursors; :class:`Cursors` remembers the cursor of
+each page seen so the view can go back as well as forward. Filters (actor,
+kind, status, node) apply from the first page again. While commands on the
+shown page are still running the view calls :meth:`CommandsState.refresh`
+now and then (there is no live topic for the history itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, cast
+
+from sm_client.api import ApiError, CoreApi
+from sm_client.api.commands import CommandsApi, CommandStatus, CommandSummary, Kind
+from sm_client.state.observable import Load, Observable
+
+PAGE: Final = 25
+
+
+@dataclass
+class Cursors:
+    """The cursor of each page seen: ``[None, c1, c2, ...]``; ``index`` is the page shown."""
+
+    pages: list[str | None] = field(default_factory=lambda: [None])
+    index: int = 0
+    next_cursor: str | None = None
+
+    @property
+    def current(self) -> str | None:
+        return self.pages[self.index]
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+    @property
+    def has_previous(self) -> bool:
+        return self.index > 0
+
+    def reset(self) -> None:
+        self.pages, self.index, self.next_cursor = [None], 0, None
+
+    def forward(self) -> None:
+        if self.next_cursor is None:
+            return
+        del self.pages[self.index + 1 :]
+        self.pages.append(self.next_cursor)
+        self.index += 1
+
+    def back(self) -> None:
+        if self.index > 0:
+            self.index -= 1
+
+
+@dataclass
+class CommandFilters:
+    actor: str = ""
+    kind: Kind | None = None
+    status: CommandStatus | None = None
+    node_id: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.actor or self.kind or self.status or self.node_id)
+
+
+class CommandsState(Observable):
+    def __init__(self, api: CoreApi, *, page_size: int = PAGE) -> None:
+        super().__init__()
+        self.api = api
+        self.commands = CommandsApi(api)
+        self.page_size = page_size
+        self.load = Load()
+        self.items: list[CommandSummary] = []
+        self.filters = CommandFilters()
+        self.cursors = Cursors()
+
+    @property
+    def may_run(self) -> bool:
+        return self.api.may("commands:run")
+
+    @property
+    def page_number(self) -> int:
+        """1 for the first page."""
+        return self.cursors.index + 1
+
+    @property
+    def any_running(self) -> bool:
+        return any(c["status"] == "running" for c in self.items)
+
+    async def refresh(self, *, quiet: bool = False) -> None:
+        """Read the shown page again (``quiet``: keep showing the rows meanwhile)."""
+        if not quiet or not self.items:
+            self.load.loading()
+            self.changed()
+        f = self.filters
+        try:
+            page = await self.commands.list_commands(
+                actor=f.actor or None,
+                kind=f.kind,
+                status=f.status,
+                node_id=f.node_id or None,
+                limit=self.page_size,
+                cursor=self.cursors.current,
+            )
+        except ApiError as exc:
+            self.load.failed(exc)
+        else:
+            self.items = page["items"]
+            self.cursors.next_cursor = page["next_cursor"]
+            self.load.ready(empty=not self.items)
+        self.changed()
+
+    async def set_filters(
+        self,
+        *,
+        actor: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        node_id: str | None = None,
+    ) -> None:
+        """Change the filters given (an empty string clears one); back to the first page."""
+        f = self.filters
+        if actor is not None:
+            f.actor = actor.strip()
+        if kind is not None:
+            f.kind = cast(Kind, kind) if kind in ("shell", "service", "logs") else None
+        if status is not None:
+            f.status = (
+                cast(CommandStatus, status) if status in ("running", "done", "cancelled") else None
+            )
+        if node_id is not None:
+            f.node_id = node_id.strip()
+        self.cursors.reset()
+        await self.refresh()
+
+    async def clear_filters(self) -> None:
+        self.filters = CommandFilters()
+        self.cursors.reset()
+        await self.refresh()
+
+    async def next_page(self) -> None:
+        if self.cursors.has_next:
+            self.cursors.forward()
+            await self.refresh()
+
+    async def previous_page(self) -> None:
+        if self.cursors.has_previous:
+            self.cursors.back()
+            await self.refresh()
