@@ -150,7 +150,7 @@ def test_bad_updates(
         client.patch(f"{USERS}/alice", json={"disabled": "yes"}, headers=admin), 400, "yes"
     )
     assert_problem(
-        client.patch(f"{USERS}/alice", json={"password": "x" * 10}, headers=admin), 400, "password"
+        client.patch(f"{USERS}/alice", json={"password": "short"}, headers=admin), 400, "password"
     )
     assert_problem(
         client.patch(f"{USERS}/alice", json={"role": "overlord"}, headers=admin), 400, "overlord"
@@ -200,6 +200,35 @@ def test_change_own_password(
     sign_in("alice", "a-better-password")
     assert audit_events()[-1].action == "user.password"
     assert audit_events()[-1].actor == "alice"
+
+
+@pytest.mark.usefixtures("alice")
+def test_an_admin_sets_a_new_password_without_the_current_one(
+    client: TestClient,
+    admin: dict[str, str],
+    sign_in: SignIn,
+    audit_events: AuditEvents,
+) -> None:
+    response = client.patch(f"{USERS}/alice", json={"password": "reset-by-admin"}, headers=admin)
+    assert response.status_code == 200, response.text
+    assert "reset-by-admin" not in response.text
+    refused = client.post(
+        TOKEN_PATH,
+        data={
+            "grant_type": "password",
+            "client_id": "sm-client",
+            "username": "alice",
+            "password": "alice-password",
+        },
+    )
+    assert refused.json()["error"] == "invalid_grant"
+    sign_in("alice", "reset-by-admin")
+    last = audit_events()[-1]
+    assert (last.action, last.target, last.detail) == (
+        "user.update",
+        "user:alice",
+        {"password_changed": True},
+    )
 
 
 @pytest.mark.usefixtures("alice")

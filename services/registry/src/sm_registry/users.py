@@ -89,7 +89,11 @@ def _create(engine: Engine, username: str, password_hash: str, role: str) -> dic
 
 
 def _update(
-    engine: Engine, username: str, role: str | None, disabled: bool | None
+    engine: Engine,
+    username: str,
+    role: str | None,
+    disabled: bool | None,
+    password_hash: str | None,
 ) -> dict[str, Any]:
     with Session(writer(engine)) as session:
         row = _get(session, username)
@@ -98,6 +102,8 @@ def _update(
             row.role = role
         if disabled is not None:
             row.disabled = disabled
+        if password_hash is not None:
+            row.password_hash = password_hash
         row.updated_at = time.time()
         session.add(row)
         session.commit()
@@ -169,10 +175,14 @@ async def update_user(
     username: str,
     role: str | None = None,
     disabled: bool | None = None,
+    password: str | None = None,
 ) -> dict[str, Any]:
-    """Change a user's role and/or disable or enable them."""
-    user = await asyncio.to_thread(_update, ctx.engine, username, role, disabled)
+    """Change a user's role, disable or enable them, and/or set a new password."""
+    password_hash = None if password is None else await asyncio.to_thread(hash_password, password)
+    user = await asyncio.to_thread(_update, ctx.engine, username, role, disabled, password_hash)
     detail = given(role=role, disabled=disabled)
+    if password is not None:
+        detail["password_changed"] = True
     await emit(ctx.redis, AuditEvent(actor, "user.update", f"user:{username}", "registry", detail))
     return user
 
