@@ -41,8 +41,8 @@ EN: Final[dict[str, str]] = {
     "connect.failure.refused": "The core refused to sign you in",
     "connect.failure.hint.unreachable": "Check the URL and that the core is running.",
     "connect.failure.hint.certificate_mismatch": (
-        "The core presented a certificate other than the pinned one. "
-        "If the core was reinstalled, forget the server and connect again."
+        "The core's CA is not the one the key names or the one pinned before. "
+        "If the core was reinstalled, use its new key, or forget the server and connect again."
     ),
     "connect.failure.hint.insufficient_role": "Ask an administrator for the viewer role or higher.",
     "connect.failure.hint.wrong_key": "The key may have been rotated, or belong to another core.",
@@ -87,7 +87,8 @@ ZH: Final[dict[str, str]] = {
     "connect.failure.refused": "核心服务拒绝了登录",
     "connect.failure.hint.unreachable": "请检查地址是否正确，以及核心服务是否在运行。",
     "connect.failure.hint.certificate_mismatch": (
-        "核心服务出示的证书与已固定的证书不同。如果核心服务已重新安装，请忘记该服务器后重新连接。"
+        "核心服务的 CA 与密钥中的指纹或此前固定的证书不一致。"
+        "如果核心服务已重新安装，请使用新的密钥，或忘记该服务器后重新连接。"
     ),
     "connect.failure.hint.insufficient_role": "请联系管理员，为你分配查看者或更高的角色。",
     "connect.failure.hint.wrong_key": "密钥可能已轮换，或属于另一个核心服务。",

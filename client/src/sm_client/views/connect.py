@@ -277,7 +277,13 @@ class ConnectScreen:
             lines.append(ft.Text(hint, size=13, color=ft.Colors.ON_ERROR_CONTAINER))
         if detail:
             lines.append(
-                ft.Text(detail, size=12, color=ft.Colors.ON_ERROR_CONTAINER, selectable=True)
+                ft.Text(
+                    detail,
+                    size=12,
+                    color=ft.Colors.ON_ERROR_CONTAINER,
+                    max_lines=6,
+                    overflow=ft.TextOverflow.ELLIPSIS,
+                )
             )
         return ft.Semantics(
             identifier=ids.CONNECT_ERROR,
@@ -321,12 +327,7 @@ class ConnectScreen:
                                     size=12,
                                     color=ft.Colors.ON_SURFACE_VARIANT,
                                 ),
-                                ft.Text(
-                                    pending.fingerprint,
-                                    font_family="monospace",
-                                    size=13,
-                                    selectable=True,
-                                ),
+                                ft.Text(pending.fingerprint, font_family="monospace", size=13),
                             ],
                             spacing=4,
                             tight=True,
@@ -336,25 +337,27 @@ class ConnectScreen:
                         bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
                     ),
                 ),
-                ft.Row(
+                ft.Column(
                     [
-                        ft.Semantics(
-                            identifier=ids.CONFIRM_CANCEL,
-                            content=ft.TextButton(
-                                t("connect.confirm.cancel"), on_click=self._cancel
-                            ),
-                        ),
                         ft.Semantics(
                             identifier=ids.CONNECT_TRUST,
                             content=ft.FilledButton(
                                 t("connect.confirm.trust"),
                                 icon=ft.Icons.VERIFIED_OUTLINED,
                                 on_click=self._trust,
+                                height=44,
+                            ),
+                        ),
+                        ft.Semantics(
+                            identifier=ids.CONFIRM_CANCEL,
+                            content=ft.TextButton(
+                                t("connect.confirm.cancel"), on_click=self._cancel
                             ),
                         ),
                     ],
-                    alignment=ft.MainAxisAlignment.END,
-                    wrap=True,
+                    spacing=8,
+                    tight=True,
+                    horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
                 ),
             ],
             spacing=16,

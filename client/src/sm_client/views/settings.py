@@ -128,7 +128,7 @@ class SettingsScreen:
                 ft.Text(label, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
                 ft.Text(
                     value,
-                    selectable=True,
+                    selectable=mono,  # inside a Semantics label a selectable text hides it
                     font_family="monospace" if mono else None,
                     size=13 if mono else 14,
                 ),
