@@ -109,3 +109,27 @@ def test_the_bundled_chinese_font_covers_every_chinese_string() -> None:
     assert not missing, (
         f"characters the bundled font lacks (see assets/fonts/README-NotoSansSC.txt): {missing}"
     )
+
+
+def test_routes_resolve_to_their_screen_and_parameters() -> None:
+    from sm_client.views.shell import resolve
+
+    found = resolve("/nodes/abc-1?tab=logs")
+    assert found is not None
+    route, params = found
+    assert (route.nav, route.module, route.classes) == ("nodes", "node_detail", ("NodeScreen",))
+    assert params == {"node_id": "abc-1", "tab": "logs"}
+    found = resolve("/commands/new?nodes=a,b&kind=service")
+    assert found is not None
+    assert found[0].classes[0] == "ComposerScreen"
+    assert found[1] == {"nodes": "a,b", "kind": "service"}
+    found = resolve("/commands/c-9")
+    assert found is not None
+    assert found[1] == {"command_id": "c-9"}
+    found = resolve("/")
+    assert found is not None
+    assert found[0].nav == "dashboard"
+    found = resolve("/settings/")
+    assert found is not None
+    assert found[0].nav == "settings"
+    assert resolve("/no/such/screen") is None

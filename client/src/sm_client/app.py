@@ -89,6 +89,8 @@ class App:
         page.on_route_change = self._on_route
         page.on_resize = self._on_resize
         page.on_close = self._on_close
+        page.on_disconnect = self._on_disconnect
+        page.on_connect = self._on_connect
         if page.route and page.route not in ("/connect", ""):
             self.wanted = page.route
         self.prefs.listen(self._apply_theme)
@@ -137,7 +139,9 @@ class App:
             self._show_connect()
 
     async def _on_route(self, event: ft.RouteChangeEvent) -> None:
-        if self.shell is not None:
+        if self.shell is not None and event.route in ("/connect", ""):
+            self.shell.navigate("/")  # signed in already
+        elif self.shell is not None:
             await self.shell.show(event.route)
         elif event.route not in ("/connect", ""):
             self.wanted = event.route
@@ -145,6 +149,16 @@ class App:
     def _on_resize(self, event: ft.PageResizeEvent) -> None:
         if self.shell is not None:
             self.shell.resized(event.width)
+
+    async def _on_disconnect(self, _: ft.Event[ft.Page]) -> None:
+        """The browser left (the session lives on for a while): no live socket meanwhile."""
+        if self.session.feed is not None:
+            await self.session.feed.close()
+
+    def _on_connect(self, _: ft.Event[ft.Page]) -> None:
+        """The browser is back: connect again (screens re-sync as after any reconnect)."""
+        if self.session.feed is not None:
+            self.session.feed.start()
 
     async def _on_close(self, _: ft.Event[ft.Page]) -> None:
         if self.shell is not None:
