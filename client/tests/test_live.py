@@ -87,9 +87,10 @@ async def test_heartbeats_arrive_on_the_node_topic_until_unsubscribed(
     feed: LiveEvents, node_id: str
 ) -> None:
     got: list[Message] = []
-    stop = feed.subscribe(f"node:{node_id}", got.append)
     feed.start()
     await until(lambda: feed.connected, 15, "the socket")
+    # Subscribed while connected: the subscription goes out at once.
+    stop = feed.subscribe(f"node:{node_id}", got.append)
     await until(lambda: len(got) >= 2, 15, "two heartbeats")
     assert all(m["type"] == "metrics" and m["node_id"] == node_id for m in got)
     assert "sample" in got[-1]["heartbeat"]
