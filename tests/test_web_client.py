@@ -268,11 +268,9 @@ def test_dark_mode_and_chinese_change_the_look_and_the_texts(
     client.sign_in()
     client.go("settings")
     client.click(ids.settings_theme("light"))
-    client.settle(0.8)
-    light = client.luminance()
+    light = client.wait_luminance(lambda value: value > 0.6)
     client.click(ids.settings_theme("dark"))
-    client.settle(0.8)
-    dark = client.luminance()
+    dark = client.wait_luminance(lambda value: value < 0.35)
     assert light > 0.6 > 0.35 > dark, (light, dark)
 
     english = client.text()

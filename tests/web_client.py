@@ -29,10 +29,8 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import socket
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -50,7 +48,6 @@ from tests.live_core import Agent, Api, wait_for
 REPO: Final = Path(__file__).resolve().parents[1]
 CHROMIUM: Final = "/usr/bin/chromium"
 SM_CLIENT: Final = str(Path(sys.executable).with_name("sm-client"))
-WEB_LABEL: Final = getattr(banner, "WEB", "Web client")
 
 WIDE: Final = (1440, 900)
 PHONE: Final = (390, 844)
@@ -184,8 +181,6 @@ class WebFleet:
     calls: Path  # what the recording systemctl/journalctl were asked
     command_id: str  # a finished shell command on every node
     agents: dict[str, Agent] = field(default_factory=dict)
-    web: subprocess.Popen[bytes] | None = None  # the web client when up does not serve one
-    web_log: Path | None = None
 
     @property
     def api_url(self) -> str:
@@ -203,39 +198,13 @@ class WebFleet:
         return str(self.api.node(node_id)["name"])
 
     def output(self) -> str:
-        """What up (and the web client it serves) printed so far; the web client's own log otherwise."""
+        """What up printed so far, and the tail of the web client's log."""
         with contextlib.suppress(UpExited):
             self.up.read_until(lambda _line: False, within=0.05)
-        text = self.up.output
-        if self.web_log is not None and self.web_log.exists():
-            text += "\n--- sm-client --web ---\n" + self.web_log.read_text(errors="replace")
-        return text[-20_000:]
-
-
-def _start_own_web_client(root: Path, api_url: str) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    log = root / "web-client.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
-    env.update({"BROWSER": "/bin/true", "FLET_FORCE_WEB_SERVER": "1"})
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [SM_CLIENT, "--web", "--host", "127.0.0.1", "--port", str(port), "--server", api_url],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        assert process.poll() is None, f"sm-client --web exited:\n{log.read_text()}"
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return True
-        return False
-
-    wait_for(answers, 40, "the web client to listen", step=0.2)
-    return process, url, log
+        text = self.up.output[-4000:]
+        for log in sorted((self.up.data.root / "logs").glob("web*")):
+            text += f"\n--- {log.name} ---\n" + log.read_text(errors="replace")[-8000:]
+        return text
 
 
 @contextlib.contextmanager
@@ -243,7 +212,6 @@ def web_fleet(root: Path) -> Iterator[WebFleet]:
     up = UpProcess.start(root / "data", free_port_pair(), env=STRICT)
     agents: dict[str, Agent] = {}
     api: AdminApi | None = None
-    web: subprocess.Popen[bytes] | None = None
     try:
         ready = up.wait_ready()
         api = AdminApi(DataDir(root / "data"), ready.api_url)
@@ -284,22 +252,12 @@ def web_fleet(root: Path) -> Iterator[WebFleet]:
         command_id = api.run([local, prod, svc], "uname -sr; uptime")
         api.finished(command_id)
 
-        web_url = ready.fields.get(WEB_LABEL)
-        web_log = None
-        if not web_url:
-            web, web_url, web_log = _start_own_web_client(root, ready.api_url)
+        web_url = ready.web_url  # up serves the web client (port P+2)
+        assert web_url, f"up printed no web client URL:\n{up.output}"
         yield WebFleet(
-            up, ready, api, web_url.rstrip("/"), local, prod, svc, calls, command_id,
-            agents, web, web_log,
+            up, ready, api, web_url.rstrip("/"), local, prod, svc, calls, command_id, agents
         )  # fmt: skip
     finally:
-        if web is not None and web.poll() is None:
-            os.killpg(web.pid, signal.SIGTERM)
-            try:
-                web.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(web.pid, signal.SIGKILL)
-                web.wait()
         for agent in agents.values():
             if agent.process is not None and agent.process.poll() is None:
                 agent.stop()
@@ -356,6 +314,16 @@ _LUMINANCE_JS: Final = """async (data) => {
   return sum / n / 255;
 }"""
 
+# An element's texts: its aria-label, its descendants' aria-labels, its inner text.
+_TEXTS_JS: Final = """(e) => {
+  const parts = [];
+  const add = (t) => { t = (t || "").trim(); if (t && !parts.includes(t)) parts.push(t); };
+  add(e.getAttribute("aria-label"));
+  for (const d of e.querySelectorAll("[aria-label]")) add(d.getAttribute("aria-label"));
+  add(e.innerText);
+  return parts.join("\\n");
+}"""
+
 # Semantics nodes with text or a role whose box reaches past the window's right edge.
 _OVERFLOW_JS: Final = """(width) => {
   const found = [];
@@ -386,7 +354,7 @@ class Client:
             color_scheme="dark" if theme == "dark" else "light",
             locale="en-US",
         )
-        self.context.set_default_timeout(15_000)
+        self.context.set_default_timeout(30_000)
         self.page: Page = self.context.new_page()
         self.page.route("**/*", _loopback_only)
         self.console: list[str] = []
@@ -401,8 +369,8 @@ class Client:
         """Load the app at ``path``, wait for Flutter and turn the semantics DOM on."""
         if size is not None:
             self.resize(size)
-        self.page.goto(self.fleet.web_url + path)
-        self.page.wait_for_selector("#loading", state="detached", timeout=30_000)
+        self.page.goto(self.fleet.web_url + path, timeout=60_000)
+        self.page.wait_for_selector("#loading", state="detached", timeout=60_000)
         self.enable_semantics()
 
     def enable_semantics(self) -> None:
@@ -445,11 +413,13 @@ class Client:
         self.by_id(identifier).first.wait_for(state="detached", timeout=timeout * 1000)
 
     def label(self, identifier: str) -> str:
-        """The identified control's text (a Semantics' label shows up in its inner text)."""
-        locator = self.wait_id(identifier)
-        text = locator.inner_text().strip()
-        aria = locator.get_attribute("aria-label") or ""
-        return f"{aria}\n{text}".strip() if aria and aria not in text else text
+        """The identified control's texts: its label, its descendants' labels, its inner text.
+
+        A Semantics' label shows up in the node's inner text, or (for selectable
+        text, a text field) as the aria-label of an element inside it.
+        """
+        texts: str = self.wait_id(identifier).evaluate(_TEXTS_JS)
+        return texts
 
     def wait_text(
         self, identifier: str, check: str | Callable[[str], bool], timeout: float = 15
@@ -476,7 +446,10 @@ class Client:
     def text(self) -> str:
         """Every text of the semantics tree."""
         host = self.page.locator("flt-semantics-host")
-        return host.inner_text() if host.count() else ""
+        if not host.count():
+            return ""
+        texts: str = host.first.evaluate(_TEXTS_JS)
+        return texts
 
     def wait_page_text(self, needle: str, timeout: float = 15) -> None:
         deadline = time.monotonic() + timeout
@@ -488,18 +461,66 @@ class Client:
 
     # --- acting --------------------------------------------------------------------
     def click(self, identifier: str) -> None:
+        """Tap the identified control with the pointer, once it is inside the window.
+
+        Flutter hit-tests the pointer's position, and a control scrolled out of
+        the window has a semantics box where something else is drawn: scroll it
+        in first (a DOM scroll of its scrollable ancestor is Flutter's scroll
+        action) and wait until its box holds still inside the window.
+        """
         target = self.wait_id(identifier).locator(_TAPPABLE).first
         if target.count() == 0:
             target = self.by_id(identifier).first
+        if not self._inside(target):
+            with contextlib.suppress(Exception):
+                target.scroll_into_view_if_needed(timeout=5_000)
+            deadline = time.monotonic() + 5
+            last = None
+            while time.monotonic() < deadline:
+                self.page.wait_for_timeout(150)
+                box = target.bounding_box()
+                if box is not None and box == last and self._inside(target):
+                    break
+                last = box
         target.click()
 
+    def _inside(self, target: Locator) -> bool:
+        box = target.bounding_box()
+        if box is None:
+            return False
+        width, height = self.size
+        return (
+            box["x"] >= 0
+            and box["y"] >= 0
+            and box["x"] + box["width"] <= width
+            and box["y"] + box["height"] <= height
+        )
+
     def type(self, identifier: str, text: str, *, enter: bool = False) -> None:
-        """Replace the text of the identified text field."""
+        """Replace the text of the identified text field, as a user would.
+
+        The field is focused first and given a moment: Flutter attaches its
+        text editing to the focused element, and text set before that is lost
+        in part. Then select all, insert the text, check what the focused
+        element holds (once more if it lost any).
+        """
         field_ = self.wait_id(identifier).locator("input, textarea").first
-        field_.click()
-        field_.fill(text)
+        for _attempt in range(3):
+            field_.focus()
+            self.page.wait_for_timeout(200)
+            self.page.keyboard.press("Control+A")
+            self.page.keyboard.insert_text(text)
+            self.page.wait_for_timeout(150)
+            held = self.page.evaluate("document.activeElement && document.activeElement.value")
+            if held == text:
+                break
+        else:
+            raise AssertionError(self.explain(f"{identifier!r} does not take {text!r}: {held!r}"))
         if enter:
-            field_.press("Enter")
+            self.page.keyboard.press("Enter")
+        # The change reaches the app's Python side as an event; let it land
+        # before the next action (a submit) is sent.
+        self.page.wait_for_timeout(150)
 
     def value(self, identifier: str) -> str:
         return self.wait_id(identifier).locator("input, textarea").first.input_value()
@@ -520,12 +541,24 @@ class Client:
 
         self.wait_id(ids.screen("connect"), timeout=30)
         self.type(ids.CONNECT_SERVER, self.fleet.api_url)
-        if self.has(ids.CONNECT_MODE_KEY):
+        if not self.has(ids.CONNECT_KEY):
             self.click(ids.CONNECT_MODE_KEY)
+            self.wait_id(ids.CONNECT_KEY)
+            self.settle(0.5)
         self.type(ids.CONNECT_KEY, key or self.fleet.secret_key)
         self.click(ids.CONNECT_SUBMIT)
         if expect_shell:
-            self.wait_id(ids.screen("dashboard"), timeout=30)
+            self.wait_shell()
+
+    def wait_shell(self, timeout: float = 60) -> None:
+        """Until the shell shows its navigation (rail or bottom bar)."""
+        from sm_client.views import ids
+
+        either = self.page.locator(f"{ident(ids.NAV_RAIL)}, {ident(ids.NAV_BAR)}").first
+        try:
+            either.wait_for(state="attached", timeout=timeout * 1000)
+        except Exception as exc:
+            raise AssertionError(self.explain("the shell never showed its navigation")) from exc
 
     def sign_in(self, size: tuple[int, int] | None = None) -> None:
         self.open("/", size)
@@ -535,8 +568,16 @@ class Client:
         """Through the rail or the bottom bar to a top-level screen."""
         from sm_client.views import ids
 
-        self.click(ids.nav(screen))
-        self.wait_id(ids.screen(screen))
+        # Tapped again if the screen does not come: a tap landing while the
+        # shell rebuilds (a screen still loading) can be lost. Idempotent.
+        for attempt in range(3):
+            self.click(ids.nav(screen))
+            try:
+                self.by_id(ids.screen(screen)).first.wait_for(state="attached", timeout=8_000)
+                return
+            except Exception:
+                if attempt == 2:
+                    raise AssertionError(self.explain(f"screen {screen!r} never came")) from None
 
     def wait_loaded(self, timeout: float = 20) -> None:
         """Until no loading panel is shown."""
@@ -558,6 +599,15 @@ class Client:
         """Mean luminance (0 black … 1 white) of what the window shows."""
         data = base64.b64encode(self.page.screenshot()).decode()
         value: float = self.page.evaluate(_LUMINANCE_JS, data)
+        return value
+
+    def wait_luminance(self, check: Callable[[float], bool], timeout: float = 6) -> float:
+        """The window's mean luminance once ``check`` holds (theme changes animate); the last otherwise."""
+        deadline = time.monotonic() + timeout
+        value = self.luminance()
+        while not check(value) and time.monotonic() < deadline:
+            self.page.wait_for_timeout(250)
+            value = self.luminance()
         return value
 
     def overflowing(self) -> list[str]:
