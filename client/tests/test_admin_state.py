@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sm_client.api import CoreApi, PasswordLogin
+import pytest
+
+from sm_client.api import ApiError, CoreApi, PasswordLogin
 from sm_client.api.admin import AdminApi
 from sm_client.state.admin import (
     REFRESH_AFTER,
@@ -13,6 +15,7 @@ from sm_client.state.admin import (
     Tab,
     check_client,
     check_group,
+    check_password,
     check_role,
     check_token,
     check_user,
@@ -180,6 +183,42 @@ async def test_a_viewer_is_refused_with_an_error_state(
     await AdminApi(admin).delete_user("st-viewer")
 
 
+async def test_an_admin_resets_a_password_and_the_user_signs_in_with_it(
+    core: Core, admin: CoreApi, tmp_path: Path
+) -> None:
+    state = AdminState(admin)
+    await state.enter()
+    assert await state.create_user("st-forgot", "the first password", "viewer") is None
+
+    # the form is checked before anything is sent
+    assert await state.reset_password("st-forgot", "short", "short") == {
+        "password": "admin.error.password_short"
+    }
+    assert await state.reset_password("st-forgot", "a new password", "a new pasword") == {
+        "again": "admin.error.password_mismatch"
+    }
+    missing = await state.reset_password("st-nobody", "a new password", "a new password")
+    assert missing is not None
+    assert not isinstance(missing, dict)
+    assert missing.status == 404
+    assert not state.busy
+
+    assert await state.reset_password("st-forgot", "a new password", "a new password") is None
+    assert "st-forgot" in [u["username"] for u in state.users]
+
+    async with await CoreApi.bootstrap(core.api_url, core.secret_key, tmp_path / "ca.pem") as api:
+        await api.sign_in(PasswordLogin("st-forgot", "a new password"))
+        assert api.username == "st-forgot"
+        assert api.may("nodes:read")
+        old = await CoreApi.bootstrap(core.api_url, core.secret_key, tmp_path / "ca2.pem")
+        async with old:
+            with pytest.raises(ApiError) as refused:
+                await old.sign_in(PasswordLogin("st-forgot", "the first password"))
+            assert refused.value.code == "invalid_grant"
+    assert await state.delete_user("st-forgot") is None
+    state.leave()
+
+
 async def test_a_reconnect_reads_the_tab_again(admin: CoreApi) -> None:
     feed = RecordingFeed()
     state = AdminState(admin, feed)
@@ -236,6 +275,11 @@ def test_the_forms_are_checked_before_they_are_sent() -> None:
     assert check_role("", ["audit:read"], "", new=False) == {}
     assert check_client("sm-mine", "viewer", "") == {"client_id": "admin.error.reserved"}
     assert check_client("ab", "viewer", "") == {"client_id": "admin.error.client_id"}
+    assert check_password("long enough", "long enough") == {}
+    assert check_password("short", "") == {"password": "admin.error.password_short"}
+    assert check_password("long enough", "long enougH") == {
+        "again": "admin.error.password_mismatch"
+    }
     assert check_group("web-1", "") == {}
     assert check_group("-web", "") == {"name": "admin.error.group_name"}
 

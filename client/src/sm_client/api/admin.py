@@ -49,6 +49,7 @@ class UserCreate(TypedDict):
 class UserUpdate(TypedDict, total=False):
     role: str
     disabled: bool
+    password: str  # an administrator's reset: 8 … 1024 characters, never returned
 
 
 class PasswordChange(TypedDict):
@@ -171,6 +172,10 @@ class AdminApi:
         return cast(
             User, await self.core.call("PATCH", f"/api/v1/users/{_seg(username)}", json=patch)
         )
+
+    async def reset_password(self, username: str, password: str) -> User:
+        """Set ``username``'s password (an administrator's reset; no current password)."""
+        return await self.update_user(username, {"password": password})
 
     async def delete_user(self, username: str) -> None:
         await self.core.call("DELETE", f"/api/v1/users/{_seg(username)}")

@@ -97,6 +97,18 @@ def check_user(username: str, password: str, role: str) -> Errors:
     return errors
 
 
+def check_password(password: str, again: str) -> Errors:
+    """A new password (an administrator's reset): long enough, typed the same twice."""
+    errors: Errors = {}
+    if len(password) < 8:
+        errors["password"] = "admin.error.password_short"  # noqa: S105 (a locale key)
+    elif len(password) > 1024:
+        errors["password"] = "admin.error.too_long"  # noqa: S105 (a locale key)
+    elif again != password:
+        errors["again"] = "admin.error.password_mismatch"
+    return errors
+
+
 def check_role(name: str, scopes: list[Scope], description: str, *, new: bool = True) -> Errors:
     errors: Errors = {}
     if new and not name:
@@ -340,6 +352,15 @@ class AdminState(Observable):
     async def set_disabled(self, username: str, disabled: bool) -> Problem | None:
         patch: UserUpdate = {"disabled": disabled}
         return (await self._act(lambda: self.api.update_user(username, patch)))[1]
+
+    async def reset_password(
+        self, username: str, password: str, again: str
+    ) -> Errors | Problem | None:
+        """Set a user's password: the form's errors, the core's refusal, or None when done."""
+        errors = check_password(password, again)
+        if errors:
+            return errors
+        return (await self._act(lambda: self.api.reset_password(username, password)))[1]
 
     async def delete_user(self, username: str) -> Problem | None:
         return (await self._act(lambda: self.api.delete_user(username)))[1]

@@ -485,7 +485,7 @@ class AdminScreen:
                     (self.t("admin.users.status"), 2),
                     (self.t("admin.created"), 2),
                     (self.t("admin.updated"), 2),
-                    ("", 2),
+                    ("", 3),
                 ],
                 rows,
             )
@@ -548,6 +548,9 @@ class AdminScreen:
         async def on_role(_: ft.Event[ft.IconButton]) -> None:
             self._change_role(user)
 
+        async def on_password(_: ft.Event[ft.IconButton]) -> None:
+            self._reset_password(user)
+
         async def on_toggle(_: ft.Event[ft.IconButton]) -> None:
             self._toggle_user(user)
 
@@ -562,6 +565,12 @@ class AdminScreen:
                     self.t("admin.users.change_role", name=name),
                     ids.admin_user_action("role", name),
                     on_role,
+                ),
+                action_button(
+                    ft.Icons.PASSWORD,
+                    self.t("admin.users.reset_password", name=name),
+                    ids.admin_user_action("password", name),
+                    on_password,
                 ),
                 action_button(
                     ft.Icons.LOCK_OPEN if user["disabled"] else ft.Icons.BLOCK,
@@ -1191,6 +1200,35 @@ class AdminScreen:
             self.t("admin.users.change_role", name=user["username"]),
             [muted(self.t("admin.users.role_hint"), size=13), ft.Row([role])],
             self.t("admin.save"),
+            submit,
+        )
+
+    def _reset_password(self, user: User) -> None:
+        name = user["username"]
+        password = self._field(
+            self.t("admin.users.new_password"),
+            password=True,
+            autofocus=True,
+            helper=self.t("admin.users.new_password_hint"),
+        )
+        again = self._field(self.t("admin.users.password_again"), password=True)
+
+        async def submit(problem: ProblemBox) -> bool:
+            result = await self.state.reset_password(name, password.value, again.value)
+            if isinstance(result, dict):
+                self._show_errors({"password": password, "again": again}, result)
+                return False
+            self._show_errors({"password": password, "again": again}, {})
+            if result is not None:
+                problem.show(result)
+                return False
+            self.ctx.notify(self.t("admin.users.password_reset", name=name))
+            return True
+
+        self._dialog(
+            self.t("admin.users.reset_password", name=name),
+            [muted(self.t("admin.users.reset_hint", name=name), size=13), password, again],
+            self.t("admin.users.reset_ok"),
             submit,
         )
 

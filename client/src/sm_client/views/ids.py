@@ -223,7 +223,7 @@ def admin_user_row(username: str) -> str:
 
 
 def admin_user_action(action: str, username: str) -> str:
-    """``admin-user-role-alice`` / ``-disable-`` / ``-enable-`` / ``-delete-``."""
+    """``admin-user-role-alice`` / ``-password-`` / ``-disable-`` / ``-enable-`` / ``-delete-``."""
     return f"admin-user-{action}-{username}"
 
 
