@@ -90,8 +90,8 @@ class ConnectScreen:
 
         return pick
 
-    def _pick(self, known: KnownServer) -> Callable[[ft.Event[ft.ListTile]], None]:
-        def pick(_: ft.Event[ft.ListTile]) -> None:
+    def _pick(self, known: KnownServer) -> Callable[[ft.Event[ft.Container]], None]:
+        def pick(_: ft.Event[ft.Container]) -> None:
             self.server.value = known.origin
             self.mode = known.method
             if known.method == "password":
@@ -380,22 +380,36 @@ class ConnectScreen:
                 ft.Semantics(
                     identifier=ids.known_server(index),
                     label=f"{host} {how}",
-                    content=ft.ListTile(
-                        leading=ft.Icon(ft.Icons.DNS_OUTLINED),
-                        title=ft.Text(host),
-                        subtitle=ft.Text(
-                            f"{how}\n{known.fingerprint[:23]}…",
-                            size=12,
-                            color=ft.Colors.ON_SURFACE_VARIANT,
-                        ),
-                        is_three_line=True,
-                        trailing=ft.IconButton(
-                            ft.Icons.DELETE_OUTLINE,
-                            tooltip=t("connect.forget", server=host),
-                            on_click=self._forget(known),
+                    content=ft.Container(
+                        ft.Row(
+                            [
+                                ft.Icon(ft.Icons.DNS_OUTLINED, color=ft.Colors.ON_SURFACE_VARIANT),
+                                ft.Column(
+                                    [
+                                        ft.Text(host, weight=ft.FontWeight.W_500),
+                                        ft.Text(how, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
+                                        ft.Text(
+                                            known.fingerprint[:23] + "…",
+                                            size=11,
+                                            font_family="monospace",
+                                            color=ft.Colors.ON_SURFACE_VARIANT,
+                                        ),
+                                    ],
+                                    spacing=2,
+                                    tight=True,
+                                    expand=True,
+                                ),
+                                ft.IconButton(
+                                    ft.Icons.DELETE_OUTLINE,
+                                    tooltip=t("connect.forget", server=host),
+                                    on_click=self._forget(known),
+                                ),
+                            ],
+                            spacing=16,
                         ),
                         on_click=self._pick(known),
-                        shape=ft.RoundedRectangleBorder(radius=12),
+                        padding=ft.Padding.only(left=16, right=4, top=8, bottom=8),
+                        border_radius=12,
                     ),
                 )
             )
