@@ -117,15 +117,16 @@ def test_routes_resolve_to_their_screen_and_parameters() -> None:
     found = resolve("/nodes/abc-1?tab=logs")
     assert found is not None
     route, params = found
-    assert (route.nav, route.module, route.classes) == ("nodes", "node_detail", ("NodeScreen",))
+    assert (route.nav, route.name, route.screen.__name__) == ("nodes", "node", "NodeScreen")
     assert params == {"node_id": "abc-1", "tab": "logs"}
     found = resolve("/commands/new?nodes=a,b&kind=service")
     assert found is not None
-    assert found[0].classes[0] == "ComposerScreen"
+    assert found[0].screen.__name__ == "ComposerScreen"
     assert found[1] == {"nodes": "a,b", "kind": "service"}
     found = resolve("/commands/c-9")
     assert found is not None
     assert found[1] == {"command_id": "c-9"}
+    assert found[0].screen.__name__ == "CommandRunScreen"
     found = resolve("/")
     assert found is not None
     assert found[0].nav == "dashboard"

@@ -64,10 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Flet (and what it imports) is loaded only now: --help answers at once.
     import flet as ft
 
-    from sm_client.app import app_main
-    from sm_client.views.shell import preload
-
-    preload()  # every screen imported once, before the first page asks for one
+    from sm_client.app import app_main  # every screen is imported once, here
 
     if args.web:
         if not args.open:

@@ -10,7 +10,6 @@ shows the server and whether live updates flow. Routes map to screen classes
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from collections.abc import Callable
@@ -25,9 +24,17 @@ from sm_client.live import LiveEvents
 from sm_client.state.preferences import Preferences
 from sm_client.state.session import Session
 from sm_client.views import ids, state_panels
+from sm_client.views.admin import AdminScreen
+from sm_client.views.audit import AuditScreen
+from sm_client.views.commands import CommandRunScreen, CommandsScreen, ComposerScreen
 from sm_client.views.context import RouteParams, Screen, ScreenContext
+from sm_client.views.dashboard import DashboardScreen
+from sm_client.views.node_detail import NodeScreen
+from sm_client.views.nodes import NodesScreen
 
 log = logging.getLogger(__name__)
+
+ScreenFactory = Callable[[ScreenContext, RouteParams], Screen]
 
 WIDE: Final = 840  # px: the rail from here on, the bottom bar below
 
@@ -43,51 +50,35 @@ ICONS: Final[dict[str, tuple[ft.IconData, ft.IconData]]] = {
 NEEDS: Final[dict[str, str]] = {"audit": "audit:read", "admin": "admin"}
 
 
+def _needs_the_app(ctx: ScreenContext, params: RouteParams) -> Screen:
+    raise LookupError("this screen is built by the app (Shell(special=...))")
+
+
 @dataclass(frozen=True)
 class Route:
-    """A route pattern, the destination it belongs to, and the screen class showing it."""
+    """A route pattern, the destination it belongs to, and the screen showing it."""
 
     pattern: re.Pattern[str]
     nav: str  # the destination highlighted
-    module: str  # sm_client.views.<module>
-    classes: tuple[str, ...]  # the first one the module defines is used
+    name: str  # which screen (``settings`` is built by the app: it needs the session)
+    screen: ScreenFactory
 
 
-def _route(pattern: str, nav: str, module: str, *classes: str) -> Route:
-    return Route(re.compile(f"^{pattern}$"), nav, module, classes)
+def _route(pattern: str, nav: str, name: str, screen: ScreenFactory) -> Route:
+    return Route(re.compile(f"^{pattern}$"), nav, name, screen)
 
 
 ROUTES: Final = (
-    _route(r"/", "dashboard", "dashboard", "DashboardScreen"),
-    _route(r"/nodes", "nodes", "nodes", "NodesScreen"),
-    _route(r"/nodes/(?P<node_id>[^/]+)", "nodes", "node_detail", "NodeScreen"),
-    _route(r"/commands", "commands", "commands", "CommandsScreen"),
-    _route(r"/commands/new", "commands", "commands", "ComposerScreen", "CommandsScreen"),
-    _route(
-        r"/commands/(?P<command_id>[^/]+)",
-        "commands",
-        "commands",
-        "CommandScreen",
-        "CommandRunScreen",
-        "CommandsScreen",
-    ),
-    _route(r"/audit", "audit", "audit", "AuditScreen"),
-    _route(r"/admin", "admin", "admin", "AdminScreen"),
-    _route(r"/settings", "settings", "settings", "SettingsScreen"),
+    _route(r"/", "dashboard", "dashboard", DashboardScreen),
+    _route(r"/nodes", "nodes", "nodes", NodesScreen),
+    _route(r"/nodes/(?P<node_id>[^/]+)", "nodes", "node", NodeScreen),
+    _route(r"/commands", "commands", "commands", CommandsScreen),
+    _route(r"/commands/new", "commands", "composer", ComposerScreen),
+    _route(r"/commands/(?P<command_id>[^/]+)", "commands", "command", CommandRunScreen),
+    _route(r"/audit", "audit", "audit", AuditScreen),
+    _route(r"/admin", "admin", "admin", AdminScreen),
+    _route(r"/settings", "settings", "settings", _needs_the_app),
 )
-
-
-def preload() -> list[str]:
-    """Import every screen module now (the web server does it once at start, so the
-    first visit of a screen does not wait for its import); the ones missing."""
-    missing = []
-    for module in dict.fromkeys(route.module for route in ROUTES):
-        try:
-            importlib.import_module(f"sm_client.views.{module}")
-        except ImportError as exc:
-            log.warning("screen module views.%s cannot be imported: %s", module, exc)
-            missing.append(module)
-    return missing
 
 
 def resolve(route: str) -> tuple[Route, RouteParams] | None:
@@ -101,9 +92,6 @@ def resolve(route: str) -> tuple[Route, RouteParams] | None:
             params.update({k: v for k, v in match.groupdict().items() if v is not None})
             return candidate, params
     return None
-
-
-ScreenFactory = Callable[[ScreenContext, RouteParams], Screen]
 
 
 class _Panel:
@@ -201,31 +189,20 @@ class Shell:
             )
             return target.nav, title, _Panel(panel)
         try:
-            factory = self.special.get(target.module) or self._factory(target)
+            factory = self.special.get(target.name, target.screen)
             return target.nav, title, factory(self.ctx, params)
         except Exception as exc:  # a screen that cannot be built must not end the session
             log.exception("cannot build the screen for %s", route)
             panel = state_panels.error(
                 self.i18n,
                 self.i18n.t("shell.missing"),
-                self.i18n.t(
-                    "shell.missing_detail", screen=f"views.{target.module}", error=str(exc)
-                ),
+                self.i18n.t("shell.missing_detail", screen=target.name, error=str(exc)),
             )
             return target.nav, title, _Panel(panel)
 
-    @staticmethod
-    def _factory(target: Route) -> ScreenFactory:
-        module = importlib.import_module(f"sm_client.views.{target.module}")
-        for name in target.classes:
-            cls = getattr(module, name, None)
-            if cls is not None:
-                factory: ScreenFactory = cls
-                return factory
-        raise LookupError(f"{module.__name__} defines none of {', '.join(target.classes)}")
-
     async def show(self, route: str) -> None:
         """Replace the current screen by ``route``'s."""
+        log.debug("showing %s", route)
         previous, self.current = self.current, None
         if previous is not None:
             try:
@@ -238,10 +215,12 @@ class Shell:
         self.content.content = screen.control()
         self._layout()
         self.page.update()
+        log.debug("shown %s", route)
         try:
             await screen.enter()
         except Exception:
             log.exception("entering %s failed", route)
+        log.debug("entered %s", route)
 
     def close(self) -> None:
         for stop in self._stops:
