@@ -66,6 +66,7 @@ EN: Final[dict[str, str]] = {
     "nodes.done_labels": "Labels changed on {n} nodes",
     "nodes.done_group": "{n} nodes moved",
     "nodes.updating": "Updating…",
+    "nodes.net": "in {rx} · out {tx}",
 }
 
 ZH: Final[dict[str, str]] = {
@@ -132,4 +133,5 @@ ZH: Final[dict[str, str]] = {
     "nodes.done_labels": "已更新 {n} 个节点的标签",
     "nodes.done_group": "已移动 {n} 个节点",
     "nodes.updating": "更新中…",
+    "nodes.net": "入 {rx} · 出 {tx}",
 }

@@ -7,6 +7,7 @@ page changes, and live values change a row's controls in place.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -21,6 +22,10 @@ from sm_client.views import fleet_format as fmt
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
 
+# Rows per page: every control shown costs serialising and diffing in Python,
+# so a page is kept to what a screen or two shows (the state allows up to 100).
+PAGE_SIZE: Final = 50
+FIRST_ROWS: Final = 16  # rows built before the first update (about a screenful)
 TABLE_WIDTH: Final = 860  # from this content width on, a table; below, cards
 RAIL: Final = 88
 ALL: Final = "__all__"
@@ -33,7 +38,7 @@ COLUMNS: Final[tuple[tuple[str, int | None, int], ...]] = (
     ("cpu", None, 2),
     ("memory", None, 2),
     ("disk", None, 2),
-    ("network", 150, 0),
+    ("network", 180, 0),
     ("group", None, 3),
     ("last_seen", 104, 0),
 )
@@ -55,8 +60,9 @@ def _update(control: ft.Control) -> None:
 class _Meter:
     """A usage figure: its value and a thin bar (with a caption on phones)."""
 
-    def __init__(self, label: str | None = None) -> None:
-        self.text = ft.Text(fmt.DASH, size=12 if label else 13, weight=ft.FontWeight.W_500)
+    def __init__(self, caption: str | None = None) -> None:
+        self.caption = caption
+        self.text = ft.Text(fmt.DASH, size=12 if caption else 13, weight=ft.FontWeight.W_500)
         self.bar = ft.ProgressBar(
             value=0,
             bar_height=4,
@@ -64,53 +70,22 @@ class _Meter:
             bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
             color=ft.Colors.PRIMARY,
         )
-        top: ft.Control = self.text
-        if label is not None:
-            top = ft.Row(
-                [
-                    ft.Text(label, size=11, color=ft.Colors.ON_SURFACE_VARIANT, expand=True),
-                    self.text,
-                ],
-                spacing=4,
-            )
-        self.control = ft.Column([top, self.bar], spacing=3, tight=True)
+        self.control = ft.Column([self.text, self.bar], spacing=3, tight=True)
 
     def show(self, value: float | None) -> None:
-        self.text.value = fmt.percent(value)
+        shown = fmt.percent(value)
+        self.text.value = f"{self.caption} {shown}" if self.caption else shown
         self.bar.value = 0 if value is None else max(0.0, min(1.0, value / 100))
         self.bar.color = fmt.level(value)
-
-
-class _Chip:
-    """A group or label tag; hidden while unused (row views are reused)."""
-
-    def __init__(self, strong: bool = False) -> None:
-        self.text = ft.Text(
-            size=11,
-            no_wrap=True,
-            color=ft.Colors.ON_SECONDARY_CONTAINER if strong else ft.Colors.ON_SURFACE_VARIANT,
-        )
-        self.control = ft.Container(
-            self.text,
-            padding=ft.Padding.symmetric(horizontal=6, vertical=2),
-            border_radius=6,
-            bgcolor=ft.Colors.SECONDARY_CONTAINER
-            if strong
-            else ft.Colors.SURFACE_CONTAINER_HIGHEST,
-            visible=False,
-        )
-
-    def show(self, text: str | None) -> None:
-        self.control.visible = bool(text)
-        self.text.value = text or ""
 
 
 class _RowView:
     """A table row (wide) or a card (phone), bound to one NodeRow at a time.
 
     The list keeps a pool of these: a new page or filter re-binds the views it
-    has (only changed properties travel to the browser) instead of building
-    a hundred rows of controls again.
+    has (only changed properties travel to the browser) instead of building a
+    hundred rows of controls again. Every control costs serialising and
+    diffing, so a row is kept to about twenty.
     """
 
     def __init__(self, screen: NodesScreen, wide: bool) -> None:
@@ -118,8 +93,6 @@ class _RowView:
         self.wide = wide
         self.node_id = ""
         t = screen.ctx.i18n.t
-        self.dot = ft.Container(width=9, height=9, border_radius=5)
-        self.status = ft.Text(size=12)
         self.name = ft.Text(
             weight=ft.FontWeight.W_600, no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS
         )
@@ -129,62 +102,49 @@ class _RowView:
             no_wrap=True,
             overflow=ft.TextOverflow.ELLIPSIS,
         )
+        self.status = ft.Text(size=12, weight=ft.FontWeight.W_500, no_wrap=True)
         self.cpu = _Meter(None if wide else t("nodes.col.cpu"))
         self.mem = _Meter(None if wide else t("nodes.col.memory"))
         self.disk = _Meter(None if wide else t("nodes.col.disk"))
-        self.rx = ft.Text(fmt.DASH, size=12, no_wrap=True)
-        self.tx = ft.Text(fmt.DASH, size=12, no_wrap=True)
-        self.net = ft.Row(
-            [
-                ft.Icon(ft.Icons.SOUTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                self.rx,
-                ft.Icon(ft.Icons.NORTH, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                self.tx,
-            ],
-            spacing=3,
-            tight=True,
+        self.net = ft.Text(size=12, no_wrap=True)
+        self.tags = ft.Text(
+            size=12,
+            color=ft.Colors.ON_SURFACE_VARIANT,
+            no_wrap=True,
+            overflow=ft.TextOverflow.ELLIPSIS,
         )
         self.seen = ft.Text(size=12, color=ft.Colors.ON_SURFACE_VARIANT, no_wrap=True)
-        self.chips = [_Chip(strong=True)] + [_Chip() for _ in range(3 if wide else 2)]
-        self.tags = ft.Container(
-            ft.Row(
-                [c.control for c in self.chips],
-                spacing=4,
-                tight=True,
-                alignment=ft.MainAxisAlignment.START if wide else ft.MainAxisAlignment.END,
-            ),
-            clip_behavior=ft.ClipBehavior.HARD_EDGE,
-        )
         self.check = ft.Checkbox(on_change=self._toggled)
         self.check_label = ft.Semantics(content=self.check)
-        self.label = ft.Semantics(button=True, content=self._body())
+        self.label = ft.Semantics(button=True, content=self._body(), expand=True)
         parts: list[ft.Control] = []
         if screen.state.can_write or screen.state.can_run:
             parts.append(self.check_label)
-        parts.append(ft.Container(self.label, expand=True))
-        if wide:
-            self.control: ft.Container | ft.Card = ft.Container(
-                ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.CENTER),
-                border=ft.Border.only(bottom=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
-                padding=ft.Padding.only(left=4, right=8),
-            )
+        parts.append(self.label)
+        row = ft.Row(
+            parts,
+            spacing=0,
+            vertical_alignment=(
+                ft.CrossAxisAlignment.CENTER if wide else ft.CrossAxisAlignment.START
+            ),
+        )
+        if wide:  # the list draws the dividers
+            self.control: ft.Row | ft.Container = row
         else:
-            self.control = ft.Card(
-                ft.Container(
-                    ft.Row(parts, spacing=0, vertical_alignment=ft.CrossAxisAlignment.START),
-                    padding=ft.Padding.only(right=12, top=4, bottom=12),
-                ),
+            self.control = ft.Container(
+                row,
+                padding=ft.Padding.only(right=12, top=4, bottom=12),
                 margin=ft.Margin.symmetric(horizontal=12, vertical=4),
-                elevation=0,
+                border_radius=12,
                 bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             )
 
     def _body(self) -> ft.Control:
         names = ft.Column([self.name, self.sub], spacing=0, tight=True)
         if self.wide:
-            cells: list[ft.Control] = [
+            cells: list[ft.LayoutControl] = [
                 names,
-                ft.Row([self.dot, self.status], spacing=6),
+                self.status,
                 self.cpu.control,
                 self.mem.control,
                 self.disk.control,
@@ -193,22 +153,22 @@ class _RowView:
                 self.seen,
             ]
             for cell, (_, width, expand) in zip(cells, COLUMNS, strict=True):
-                assert isinstance(cell, ft.LayoutControl)
                 if width is not None:
                     cell.width = width
                 else:
                     cell.expand = expand
             content: ft.Control = ft.Row(
-                cells, spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER
+                list(cells), spacing=16, vertical_alignment=ft.CrossAxisAlignment.CENTER
             )
             padding = ft.Padding.symmetric(vertical=8, horizontal=8)
         else:
             names.expand = True
             self.tags.expand = True
+            self.tags.text_align = ft.TextAlign.RIGHT
             self.cpu.control.expand = self.mem.control.expand = self.disk.control.expand = True
             content = ft.Column(
                 [
-                    ft.Row([self.dot, names, self.seen], spacing=8),
+                    ft.Row([names, self.status], spacing=8),
                     ft.Row([self.cpu.control, self.mem.control, self.disk.control], spacing=12),
                     ft.Row([self.net, self.tags], spacing=8),
                 ],
@@ -228,18 +188,10 @@ class _RowView:
         self.name.value = node["name"]
         host = node["hostname"] if node["hostname"] != node["name"] else node["facts"].get("os", "")
         self.sub.value = host
-        labels = list(node["labels"].items())
-        slots = self.chips[1:]
-        shown = len(slots) - 1
-        self.chips[0].show(node["group"])
-        for index, chip in enumerate(slots[:shown]):
-            if index < len(labels):
-                key, value = labels[index]
-                chip.show(f"{key}={value}" if value else key)
-            else:
-                chip.show(None)
-        slots[-1].show(f"+{len(labels) - shown}" if len(labels) > shown else None)
-        self.tags.tooltip = ", ".join(f"{k}={v}" for k, v in labels) or None
+        labels = [f"{k}={v}" if v else k for k, v in node["labels"].items()]
+        tags = " · ".join([node["group"], *labels] if node["group"] else labels)
+        self.tags.value = tags
+        self.tags.tooltip = tags or None
         self.check.value = row.id in self.screen.state.selected
         self.check_label.identifier = ids.node_select(row.id)
         self.check_label.label = t("nodes.select", name=node["name"])
@@ -252,19 +204,24 @@ class _RowView:
         t = i18n.t
         online = row.online
         status = t("nodes.online") if online else t("nodes.offline")
-        self.dot.bgcolor = fmt.status_color(online)
-        self.status.value = status
-        self.status.color = ft.Colors.ON_SURFACE if online else ft.Colors.ON_SURFACE_VARIANT
         values = row.values
         self.cpu.show(values["cpu"] if values else None)
         self.mem.show(values["mem_percent"] if values else None)
         self.disk.show(values["disk_percent"] if values else None)
-        self.rx.value = fmt.rate(values["net_rx_bps"] if values else None)
-        self.tx.value = fmt.rate(values["net_tx_bps"] if values else None)
+        rx = fmt.rate(values["net_rx_bps"] if values else None)
+        tx = fmt.rate(values["net_tx_bps"] if values else None)
+        self.net.value = t("nodes.net", rx=rx, tx=tx)
         if online and row.sampled_at is not None:
-            self.seen.value = "" if not self.wide else fmt.ago(i18n, time.time() - row.sampled_at)
+            seen = fmt.ago(i18n, time.time() - row.sampled_at)
         else:
-            self.seen.value = fmt.since_iso(i18n, row.node["last_seen"])
+            seen = fmt.since_iso(i18n, row.node["last_seen"])
+        self.seen.value = seen
+        if self.wide:
+            self.status.value = status
+        else:  # a card says "Online" or when it was last seen
+            self.status.value = status if online else seen
+            self.seen.value = ""
+        self.status.color = fmt.status_color(online)
         self.label.label = t("nodes.row_label", name=row.node["name"], status=status)
         self.control.opacity = 1.0 if online else 0.72
 
@@ -278,14 +235,16 @@ class _RowView:
 class NodesScreen:
     def __init__(self, ctx: ScreenContext, params: RouteParams) -> None:
         self.ctx = ctx
-        self.state = NodesState(ctx.api, ctx.feed, NodeFilters.from_params(params))
+        self.state = NodesState(
+            ctx.api, ctx.feed, NodeFilters.from_params(params), page_size=PAGE_SIZE
+        )
         page_width = ctx.page.width or 1440
         self.wide = (page_width - RAIL if page_width >= 840 else page_width) >= TABLE_WIDTH
         self.filters_open = False
         self._stops: list[Callable[[], None]] = []
         self._row_views: dict[str, _RowView] = {}  # the page's rows by node id
         self._pool: list[_RowView] = []  # row views kept for reuse
-        self._rows_list = ft.ListView(expand=True)
+        self._tasks: set[asyncio.Task[None]] = set()
         self._shown_rows: list[NodeRow] | None = None
         self._shown_phase: Phase | None = None
 
@@ -348,6 +307,8 @@ class NodesScreen:
         for stop in self._stops:
             stop()
         self._stops = []
+        for task in list(self._tasks):
+            task.cancel()
         self.state.stop()
 
     # --- rendering --------------------------------------------------------------------
@@ -612,54 +573,104 @@ class NodesScreen:
         )
 
     def _render_listing(self, force: bool = False) -> list[ft.Control]:
-        """Render the list if its rows changed; the controls whose changes are to be sent."""
+        """Render the list if its rows changed; the controls whose changes are to be sent.
+
+        The table stays mounted (hidden behind the loading, empty or error panel)
+        so that showing rows again only sends what changed, not every row.
+        """
         s = self.state
         if force:
-            self._pool = []  # captions, language or layout changed: build afresh
-        if not force and s.rows is self._shown_rows and s.load.phase is self._shown_phase:
+            self._build_table()
+        elif s.rows is self._shown_rows and s.load.phase is self._shown_phase:
             changed: list[ft.Control] = []
             for view in self._row_views.values():  # only the selection may have changed
                 selected = view.node_id in s.selected
                 if view.check.value != selected:
                     view.check.value = selected
                     changed.append(view.check)
-            check = getattr(self, "header_check", None)
-            if check is not None and check.value != (s.page_selection is True):
-                check.value = s.page_selection is True
-                changed.append(check)
+            if self.header_check.value != (s.page_selection is True):
+                self.header_check.value = s.page_selection is True
+                changed.append(self.header_check)
             return changed
         self._shown_rows, self._shown_phase = s.rows, s.load.phase
         t = self.ctx.i18n.t
-        filtered = bool(s.filters.active)
-        self.listing.content = state_panels.for_load(
-            self.ctx.i18n,
-            s.load,
-            self._rows,
-            empty_message=t("nodes.empty_filtered") if filtered else t("nodes.empty"),
-            retry=s.refresh,
-        )
+        ready = s.load.phase is Phase.READY
+        if ready:
+            self._bind_rows()
+            self.panel.content = None
+        else:
+            filtered = bool(s.filters.active)
+            self.panel.content = state_panels.for_load(
+                self.ctx.i18n,
+                s.load,
+                ft.Container,
+                empty_message=t("nodes.empty_filtered") if filtered else t("nodes.empty"),
+                retry=s.refresh,
+            )
+        self.panel.visible = not ready
+        self.table.visible = ready
         return [self.listing]
 
-    def _rows(self) -> ft.Control:
+    def _build_table(self) -> None:
+        """The table (or card list) and its header, built afresh (layout or language changed)."""
+        self._pool = []
+        self._rows_list = ft.ListView(
+            expand=True,
+            padding=ft.Padding.only(left=4, right=8) if self.wide else ft.Padding.only(bottom=12),
+            divider_thickness=1 if self.wide else 0,
+        )
+        self.header_check = ft.Checkbox(on_change=self._page_toggled)
+        self._arrows: dict[NodeSort, ft.Icon] = {}
+        self.table = ft.Column(
+            [self._header(), self._rows_list] if self.wide else [self._rows_list],
+            spacing=0,
+            expand=True,
+            visible=False,
+        )
+        self.panel = ft.Container(expand=True, visible=False)
+        self.listing.content = ft.Column([self.panel, self.table], spacing=0, expand=True)
+        self._shown_rows = self._shown_phase = None
+
+    def _bind_rows(self) -> None:
+        """Show the page's rows, re-binding pooled views.
+
+        Views missing from the pool are built in two steps: the first
+        :data:`FIRST_ROWS` now (what a screen shows), the rest right after
+        that update went out, so the list is usable sooner.
+        """
         rows = self.state.rows
-        while len(self._pool) < len(rows):
+        count = len(rows)
+        if len(self._pool) < count:
+            count = max(len(self._pool), min(count, FIRST_ROWS))
+        self._show_rows(rows, count)
+        f = self.state.filters
+        for key, arrow in self._arrows.items():
+            arrow.visible = f.sort == key
+            arrow.icon = ft.Icons.ARROW_UPWARD if f.order == "asc" else ft.Icons.ARROW_DOWNWARD
+        if count < len(rows):
+            task = asyncio.get_running_loop().create_task(self._grow(rows))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _show_rows(self, rows: list[NodeRow], count: int) -> None:
+        while len(self._pool) < count:
             self._pool.append(_RowView(self, self.wide))
-        views = self._pool[: len(rows)]
-        for view, row in zip(views, rows, strict=True):
+        views = self._pool[:count]
+        for view, row in zip(views, rows[:count], strict=True):
             view.bind(row)
-        self._row_views = {row.id: view for view, row in zip(views, rows, strict=True)}
+        self._row_views = {row.id: view for view, row in zip(views, rows, strict=False)}
         self._rows_list.controls = [v.control for v in views]
-        self._rows_list.padding = None if self.wide else ft.Padding.only(bottom=12)
-        if not self.wide:
-            return self._rows_list
-        return ft.Column([self._header(), self._rows_list], spacing=0, expand=True)
+        self.header_check.value = self.state.page_selection is True
+
+    async def _grow(self, rows: list[NodeRow]) -> None:
+        await asyncio.sleep(0)  # after the first rows went out
+        if self.state.rows is not rows or self._shown_rows is not rows:
+            return
+        self._show_rows(rows, len(rows))
+        self._push(self._rows_list)
 
     def _header(self) -> ft.Control:
         t = self.ctx.i18n.t
-        f = self.state.filters
-        self.header_check = ft.Checkbox(
-            value=self.state.page_selection is True, on_change=self._page_toggled
-        )
         cells: list[ft.Control] = []
         for key, width, expand in COLUMNS:
             text = t(f"nodes.col.{key}")
@@ -668,15 +679,10 @@ class NodesScreen:
             )
             if key in SORTABLE:
                 sort_key = SORTABLE[key]
-                arrow = None
-                if f.sort == sort_key:
-                    arrow = ft.Icon(
-                        ft.Icons.ARROW_UPWARD if f.order == "asc" else ft.Icons.ARROW_DOWNWARD,
-                        size=14,
-                        color=ft.Colors.PRIMARY,
-                    )
+                arrow = ft.Icon(ft.Icons.ARROW_UPWARD, size=14, color=ft.Colors.PRIMARY)
+                self._arrows[sort_key] = arrow
                 label = ft.Container(
-                    ft.Row([label, *([arrow] if arrow else [])], spacing=2, tight=True),
+                    ft.Row([label, arrow], spacing=2, tight=True),
                     on_click=self._sorter(sort_key),
                     border_radius=4,
                     padding=ft.Padding.symmetric(vertical=4, horizontal=2),
@@ -872,6 +878,7 @@ class NodesScreen:
             label=t("nodes.labels_field"),
             hint_text="env=prod, tier=web, -canary",
             helper=t("nodes.labels_help"),
+            helper_max_lines=3,
             multiline=True,
             min_lines=1,
             max_lines=4,
