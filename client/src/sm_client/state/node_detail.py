@@ -341,6 +341,7 @@ class NodeDetail(Observable):
         self._refresher: asyncio.Task[None] | None = None
         self._follow_stop: Stop | None = None
         self._active = False
+        self._left = False
 
     # --- scopes --------------------------------------------------------------------
 
@@ -368,7 +369,7 @@ class NodeDetail(Observable):
 
     async def enter(self) -> None:
         """Subscribe to the node's topics, then read everything over REST."""
-        self._active = True
+        self._active, self._left = True, False
         self._stops.append(self.feed.subscribe("fleet", self._on_fleet))
         if self.can_read_metrics:
             self._stops.append(self.feed.subscribe(f"node:{self.node_id}", self._on_metrics))
@@ -380,6 +381,7 @@ class NodeDetail(Observable):
     def leave(self) -> None:
         """Unsubscribe, stop the chart refresh, and cancel a log follow still running."""
         self._active = False
+        self._left = True
         for stop in self._stops:
             stop()
         self._stops.clear()
@@ -561,6 +563,8 @@ class NodeDetail(Observable):
                 )
                 if execution["state"] not in ENDED and time.monotonic() > deadline:
                     raise ApiError(0, "timed out", f"no result from the node in {within:g} s")
+                if execution["state"] not in ENDED and self._left:
+                    raise ApiError(0, "left", "the screen was left before the node answered")
         finally:
             stop()
         out = err = ""

@@ -35,7 +35,8 @@ WIDE: Final = 720  # px of the screen's own width from which sections sit side b
 TABS: Final = ("services", "logs", "executions")
 # Services shown at most (a filter narrows a long list).
 MAX_UNITS: Final = 150
-CHART_HEIGHT: Final = 170
+CHART_HEIGHT: Final = 150
+CACHE_EXTENT: Final = 6000  # px above and below the window kept built
 LINE_COLORS: Final = (ft.Colors.PRIMARY, ft.Colors.TERTIARY, ft.Colors.SECONDARY)
 PERCENT_CHARTS: Final = frozenset({"cpu", "memory", "disk"})
 ACTION_ICONS: Final[dict[str, ft.IconData]] = {
@@ -181,16 +182,101 @@ class NodeScreen:
             input_filter=ft.InputFilter(regex_string=r"^[0-9]*$", allow=True),
         )
 
+        # The sections card: built once (see _sections).
+        self.tabs_row = ft.Container()
+        self.refresh_button = ft.IconButton(ft.Icons.REFRESH_ROUNDED, on_click=self._on_list)
+        self.refresh_box = ft.Semantics(
+            identifier=ids.NODE_SERVICES_REFRESH, content=self.refresh_button
+        )
+        self.unit_box = ft.Semantics(
+            identifier=ids.NODE_SERVICE_UNIT, content=ft.Row([self.unit_field])
+        )
+        self.unit_buttons = ft.Row(spacing=0, tight=True)
+        self.services_toolbar = ft.ResponsiveRow(
+            [
+                ft.Container(
+                    ft.Row(
+                        [ft.Container(self.filter_field, expand=True), self.refresh_box],
+                        spacing=4,
+                    ),
+                    col={"xs": 12, "md": 5},
+                ),
+                ft.Container(
+                    ft.Row(
+                        [ft.Container(self.unit_box, expand=True), self.unit_buttons], spacing=0
+                    ),
+                    col={"xs": 12, "md": 7},
+                ),
+            ],
+            spacing=12,
+            run_spacing=8,
+            vertical_alignment=ft.CrossAxisAlignment.CENTER,
+        )
+        self.services_body = ft.Container()
+        self.services_view = ft.Column([self.services_toolbar, self.services_body], spacing=6)
+        self.source_box = ft.Semantics(
+            identifier=ids.NODE_LOGS_SOURCE, content=ft.Row([self.source_field])
+        )
+        self.lines_box = ft.Semantics(identifier=ids.NODE_LOGS_LINES, content=self.lines_field)
+        self.show_button = ft.FilledTonalButton(
+            "", icon=ft.Icons.ARTICLE_OUTLINED, on_click=self._on_show_logs
+        )
+        self.follow_switch = ft.Switch(on_change=self._on_follow)
+        self.follow_box = ft.Semantics(identifier=ids.NODE_LOGS_FOLLOW, content=self.follow_switch)
+        self.logs_toolbar = ft.ResponsiveRow(
+            [
+                ft.Container(self.source_box, col={"xs": 12, "md": 6}),
+                ft.Container(
+                    ft.Row(
+                        [
+                            self.lines_box,
+                            ft.Semantics(identifier=ids.NODE_LOGS_SHOW, content=self.show_button),
+                            self.follow_box,
+                        ],
+                        spacing=8,
+                        wrap=True,
+                        run_spacing=8,
+                    ),
+                    col={"xs": 12, "md": 6},
+                ),
+            ],
+            spacing=12,
+            run_spacing=8,
+            vertical_alignment=ft.CrossAxisAlignment.CENTER,
+        )
+        self.logs_body = ft.Container()
+        self.logs_view = ft.Column(
+            [self.logs_toolbar, self.logs_body],
+            spacing=8,
+            horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
+        )
+        self.executions_view = ft.Container()
+        self.sections_card = card(
+            ft.Column(
+                [
+                    self.tabs_row,
+                    ft.Divider(height=1),
+                    self.services_view,
+                    self.logs_view,
+                    self.executions_view,
+                ],
+                spacing=10,
+            ),
+            padding=12,
+        )
+
         self.header = ft.Container()
         self.gauges = ft.Container()
         self.facts = ft.Container()
         self.trends = ft.Container()
         self.sections = ft.Container()
-        self.body = ft.Column(
+        # A list whose cache covers the whole screen: every section stays in the
+        # accessibility tree even while scrolled out of the window.
+        self.body = ft.ListView(
             [self.header, self.gauges, self.trends, self.sections, self.facts],
             spacing=16,
             expand=True,
-            scroll=ft.ScrollMode.AUTO,
+            cache_extent=CACHE_EXTENT,
         )
         self.root = ft.Semantics(
             identifier=ids.screen("node"),
@@ -214,7 +300,8 @@ class NodeScreen:
             self._stops = [self.state.listen(self._changed), self.i18n.listen(self._relabel)]
         await self.state.enter()
         if self.state.node is not None and self.state.can_run and self.state.online:
-            await self.state.list_services()
+            # In the background: the screen is usable while systemctl runs on the node.
+            self._spawn(self.state.list_services)
 
     def leave(self) -> None:
         for stop in self._stops:
@@ -634,7 +721,10 @@ class NodeScreen:
             )
         else:
             body = ft.ResponsiveRow(
-                [ft.Container(self._chart(name), col={"xs": 12, "lg": 6}) for name in CHARTS],
+                [
+                    ft.Container(self._chart(name), col={"xs": 12, "md": 6, "xl": 4})
+                    for name in CHARTS
+                ],
                 spacing=12,
                 run_spacing=12,
             )
@@ -781,18 +871,27 @@ class NodeScreen:
     # --- sections: services, logs, recent commands ---------------------------------------
 
     def _sections(self) -> ft.Control:
+        """The persistent card of the three sections; only what changed is replaced.
+
+        The toolbars (and their text fields) stay the same controls under the
+        same parents, so a live update never resets what is being typed.
+        """
         s = self.state
         if s.node is None:
             return ft.Container()
-        tabs = ft.Row(
-            [self._tab_button(name) for name in TABS], spacing=4, scroll=ft.ScrollMode.AUTO
+        self.tabs_row.content = ft.Row(
+            [self._tab_button(name) for name in TABS], spacing=4, wrap=True, run_spacing=4
         )
-        body = {
-            "services": self._services,
-            "logs": self._logs,
-            "executions": self._executions,
-        }[self.tab]()
-        return card(ft.Column([tabs, ft.Divider(height=1), body], spacing=10), padding=12)
+        self.services_view.visible = self.tab == "services"
+        self.logs_view.visible = self.tab == "logs"
+        self.executions_view.visible = self.tab == "executions"
+        if self.tab == "services":
+            self._services()
+        elif self.tab == "logs":
+            self._logs()
+        else:
+            self.executions_view.content = self._executions()
+        return self.sections_card
 
     def _tab_button(self, name: str) -> ft.Control:
         selected = name == self.tab
@@ -805,84 +904,50 @@ class NodeScreen:
         color = ft.Colors.PRIMARY if selected else ft.Colors.ON_SURFACE_VARIANT
         return ft.Semantics(
             identifier=ids.node_tab(name),
-            label=label,
             selected=selected,
             content=ft.Container(
-                ft.Text(label, color=color, weight=ft.FontWeight.W_600 if selected else None),
-                padding=ft.Padding.symmetric(horizontal=12, vertical=8),
+                ft.TextButton(
+                    label,
+                    on_click=choose,
+                    style=ft.ButtonStyle(
+                        color=color,
+                        text_style=ft.TextStyle(
+                            weight=ft.FontWeight.W_600 if selected else ft.FontWeight.W_400
+                        ),
+                        shape=ft.RoundedRectangleBorder(radius=6),
+                    ),
+                ),
                 border=ft.Border.only(
                     bottom=ft.BorderSide(2, color if selected else ft.Colors.TRANSPARENT)
                 ),
-                on_click=choose,
-                ink=True,
-                border_radius=ft.BorderRadius.only(top_left=6, top_right=6),
             ),
         )
 
     # services
 
-    def _services(self) -> ft.Control:
+    def _services(self) -> None:
         s = self.state
         rows: list[ft.Control] = []
+        self.services_toolbar.visible = s.can_run
         if not s.can_run:
-            rows.append(self._note(ft.Icons.LOCK_OUTLINE, self.t("services.no_scope")))
-            return ft.Semantics(
+            self.services_body.content = ft.Semantics(
                 identifier=ids.NODE_SERVICES,
                 label=self.t("services.no_scope"),
-                content=ft.Column(rows),
+                content=self._note(ft.Icons.LOCK_OUTLINE, self.t("services.no_scope")),
             )
+            return
         self.unit_field.label = self.t("services.unit")
         self.unit_field.hint_text = "nginx.service"
         self.filter_field.hint_text = self.t("services.filter")
+        self.refresh_box.label = self.t("services.refresh")
+        self.refresh_button.tooltip = self.t("services.refresh")
+        self.refresh_button.disabled = s.services_load.phase is Phase.LOADING
+        self.unit_box.label = self.t("services.unit")
         typed = (self.unit_field.value or "").strip()
-        unit_buttons = [
+        self.unit_buttons.controls = [
             self._action_button(action, typed, disabled=not typed)
             for action in ("status", "start", "stop", "restart")
         ]
-        toolbar = ft.ResponsiveRow(
-            [
-                ft.Container(
-                    ft.Row(
-                        [
-                            ft.Container(self.filter_field, expand=True),
-                            ft.Semantics(
-                                identifier=ids.NODE_SERVICES_REFRESH,
-                                label=self.t("services.refresh"),
-                                content=ft.IconButton(
-                                    ft.Icons.REFRESH_ROUNDED,
-                                    tooltip=self.t("services.refresh"),
-                                    on_click=self._on_list,
-                                    disabled=s.services_load.phase is Phase.LOADING,
-                                ),
-                            ),
-                        ],
-                        spacing=4,
-                    ),
-                    col={"xs": 12, "md": 5},
-                ),
-                ft.Container(
-                    ft.Row(
-                        [
-                            ft.Container(
-                                ft.Semantics(
-                                    identifier=ids.NODE_SERVICE_UNIT,
-                                    label=self.t("services.unit"),
-                                    content=ft.Row([self.unit_field]),
-                                ),
-                                expand=True,
-                            ),
-                            *unit_buttons,
-                        ],
-                        spacing=0,
-                    ),
-                    col={"xs": 12, "md": 7},
-                ),
-            ],
-            spacing=12,
-            run_spacing=8,
-            vertical_alignment=ft.CrossAxisAlignment.CENTER,
-        )
-        rows.append(toolbar)
         if not s.online:
             rows.append(self._note(ft.Icons.CLOUD_OFF_ROUNDED, self.t("services.offline")))
         for unit, job in list(s.jobs.items()):
@@ -924,7 +989,7 @@ class NodeScreen:
         label = self.t("services.label", n=len(listed)) + (
             ": " + ", ".join(listed) if listed else ""
         )
-        return ft.Semantics(
+        self.services_body.content = ft.Semantics(
             identifier=ids.NODE_SERVICES, label=label, content=ft.Column(rows, spacing=6)
         )
 
@@ -1095,68 +1160,27 @@ class NodeScreen:
 
     # logs
 
-    def _logs(self) -> ft.Control:
+    def _logs(self) -> None:
         s = self.state
+        self.logs_toolbar.visible = s.can_run
         if not s.can_run:
-            return ft.Semantics(
+            self.logs_body.content = ft.Semantics(
                 identifier=ids.NODE_LOGS,
                 label=self.t("logs.no_scope"),
                 content=self._note(ft.Icons.LOCK_OUTLINE, self.t("logs.no_scope")),
             )
+            return
         logs = s.logs
         self.source_field.label = self.t("logs.source")
         self.source_field.hint_text = self.t("logs.source_hint")
+        self.source_box.label = self.t("logs.source")
         self.lines_field.label = self.t("logs.lines")
-        follow = ft.Semantics(
-            identifier=ids.NODE_LOGS_FOLLOW,
-            label=self.t("logs.follow"),
-            toggled=logs.following,
-            content=ft.Switch(
-                label=self.t("logs.follow"),
-                value=logs.following,
-                on_change=self._on_follow,
-            ),
-        )
-        controls = ft.ResponsiveRow(
-            [
-                ft.Container(
-                    ft.Semantics(
-                        identifier=ids.NODE_LOGS_SOURCE,
-                        label=self.t("logs.source"),
-                        content=ft.Row([self.source_field]),
-                    ),
-                    col={"xs": 12, "md": 6},
-                ),
-                ft.Container(
-                    ft.Row(
-                        [
-                            ft.Semantics(
-                                identifier=ids.NODE_LOGS_LINES,
-                                label=self.t("logs.lines"),
-                                content=self.lines_field,
-                            ),
-                            ft.Semantics(
-                                identifier=ids.NODE_LOGS_SHOW,
-                                content=ft.FilledTonalButton(
-                                    self.t("logs.show"),
-                                    icon=ft.Icons.ARTICLE_OUTLINED,
-                                    on_click=self._on_show_logs,
-                                ),
-                            ),
-                            follow,
-                        ],
-                        spacing=8,
-                        wrap=True,
-                        run_spacing=8,
-                    ),
-                    col={"xs": 12, "md": 6},
-                ),
-            ],
-            spacing=12,
-            run_spacing=8,
-            vertical_alignment=ft.CrossAxisAlignment.CENTER,
-        )
-        parts: list[ft.Control] = [controls]
+        self.lines_box.label = self.t("logs.lines")
+        self.show_button.content = self.t("logs.show")
+        self.follow_box.label = self.t("logs.follow")
+        self.follow_switch.label = self.t("logs.follow")
+        self.follow_switch.value = logs.following
+        parts: list[ft.Control] = []
         if logs.following:
             parts.append(
                 ft.Row(
@@ -1186,7 +1210,7 @@ class NodeScreen:
         elif logs.source and load.phase is Phase.EMPTY:
             parts.append(state_panels.empty(self.i18n, self.t("logs.empty")))
         shown = logs.text[-4000:]
-        return ft.Semantics(
+        self.logs_body.content = ft.Semantics(
             identifier=ids.NODE_LOGS,
             label=shown or self.t("logs.prompt"),
             content=ft.Column(parts, spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH),
