@@ -46,7 +46,7 @@ class AuditScreen(ScreenBase):
         self.action = ft.Dropdown(
             dense=True, on_select=self._apply, editable=True, enable_filter=True
         )
-        self.window = ft.Dropdown(dense=True, on_select=self._apply)
+        self.window = ft.Dropdown(dense=True, on_select=self._apply, expand=True)
         self.opened: set[int] = set()
         self.render()
 
@@ -114,12 +114,6 @@ class AuditScreen(ScreenBase):
             ft.DropdownOption(key=k, text=self.t(f"window.{k or 'all'}")) for k in WINDOWS
         ]
         self.window.value = s.filters.window
-        width = None if not self.wide else 200
-        for control in (self.actor, self.target):
-            control.width = width
-            control.expand = not self.wide
-        self.action.width = 240 if self.wide else None
-        self.window.width = 180 if self.wide else None
 
         title = ft.Row(
             [
@@ -144,16 +138,35 @@ class AuditScreen(ScreenBase):
             vertical_alignment=ft.CrossAxisAlignment.START,
         )
         filters: list[ft.Control] = [
-            ft.Semantics(identifier=ids.AUDIT_FILTER_ACTION, content=self.action),
-            ft.Semantics(identifier=ids.AUDIT_FILTER_ACTOR, content=self.actor),
-            self.target,
-            self.window,
-            ft.FilledTonalButton(
-                self.t("filter.apply"), icon=ft.Icons.FILTER_LIST, on_click=self._apply
+            ft.Semantics(
+                identifier=ids.AUDIT_FILTER_ACTION,
+                content=self.action,
+                col={"xs": 12, "sm": 6, "md": 3, "xl": 2},
+            ),
+            ft.Semantics(
+                identifier=ids.AUDIT_FILTER_ACTOR,
+                content=self.actor,
+                col={"xs": 6, "md": 2, "xl": 2},
+            ),
+            ft.Container(self.window, col={"xs": 6, "md": 2, "xl": 2}),
+            ft.Container(self.target, col={"xs": 12, "md": 5, "xl": 3}),
+            ft.Container(
+                ft.Row(
+                    [
+                        ft.FilledTonalButton(
+                            self.t("filter.apply"), icon=ft.Icons.FILTER_LIST, on_click=self._apply
+                        ),
+                        ft.TextButton(
+                            self.t("filter.clear"),
+                            on_click=self._on_clear,
+                            visible=s.filters.active,
+                        ),
+                    ],
+                    spacing=4,
+                ),
+                col={"xs": 12, "md": 12, "xl": 3},
             ),
         ]
-        if s.filters.active:
-            filters.append(ft.TextButton(self.t("filter.clear"), on_click=self._on_clear))
         empty = self.t("empty_filtered") if s.filters.active else self.t("empty")
         listing = state_panels.for_load(
             self.i18n, s.load, self._rows, empty_message=empty, retry=s.refresh
@@ -184,7 +197,9 @@ class AuditScreen(ScreenBase):
         self.body.controls = [
             title,
             self._verify(),
-            ft.Row(filters, wrap=True, spacing=8, run_spacing=8),
+            ft.ResponsiveRow(
+                filters, spacing=8, run_spacing=8, vertical_alignment=ft.CrossAxisAlignment.CENTER
+            ),
             ft.Semantics(identifier=ids.AUDIT_LIST, container=True, content=listing),
             pager,
         ]

@@ -273,6 +273,7 @@ class ComposerScreen(ScreenBase):
                 ],
                 spacing=12,
                 tight=True,
+                horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
             )
         )
 
@@ -301,7 +302,8 @@ class ComposerScreen(ScreenBase):
                 muted(self.t("more_nodes", shown=len(s.candidates), total=s.candidates_total))
             )
         return ft.Column(
-            [
+            horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
+            controls=[
                 ft.Semantics(identifier=ids.COMPOSER_TARGET, content=self.search),
                 ft.Row(
                     [
@@ -315,7 +317,7 @@ class ComposerScreen(ScreenBase):
                             self.t("clear"), on_click=self._on_clear, disabled=not s.selected
                         ),
                     ],
-                    wrap=True,
+                    vertical_alignment=ft.CrossAxisAlignment.CENTER,
                 ),
                 ft.Container(
                     listing,
@@ -448,6 +450,7 @@ class ComposerScreen(ScreenBase):
                 ],
                 spacing=12,
                 tight=True,
+                horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
             )
         )
 
@@ -476,6 +479,7 @@ class ComposerScreen(ScreenBase):
                 ],
                 spacing=12,
                 tight=True,
+                horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
             )
         )
 

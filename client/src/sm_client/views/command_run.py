@@ -440,7 +440,9 @@ class CommandRunScreen(ScreenBase):
         if self._is_open(view):
             parts.append(self._output(view))
         return ft.Container(
-            ft.Column(parts, spacing=8, tight=True),
+            ft.Column(
+                parts, spacing=8, tight=True, horizontal_alignment=ft.CrossAxisAlignment.STRETCH
+            ),
             padding=ft.Padding.symmetric(horizontal=12, vertical=8),
             border_radius=8,
             bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
@@ -479,7 +481,9 @@ class CommandRunScreen(ScreenBase):
         if self._is_open(view):
             parts.append(self._output(view))
         return ft.Container(
-            ft.Column(parts, spacing=6, tight=True),
+            ft.Column(
+                parts, spacing=6, tight=True, horizontal_alignment=ft.CrossAxisAlignment.STRETCH
+            ),
             padding=12,
             border_radius=12,
             bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,

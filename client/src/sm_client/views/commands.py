@@ -58,8 +58,8 @@ class CommandsScreen(ScreenBase):
         self.actor_field = ft.TextField(
             value=f.actor, dense=True, on_submit=self._on_actor, on_blur=self._on_actor
         )
-        self.kind_menu = ft.Dropdown(dense=True, on_select=self._on_kind, width=150)
-        self.status_menu = ft.Dropdown(dense=True, on_select=self._on_status, width=150)
+        self.kind_menu = ft.Dropdown(dense=True, on_select=self._on_kind, expand=True)
+        self.status_menu = ft.Dropdown(dense=True, on_select=self._on_status, expand=True)
         self._poller = False
         self.render()
 
@@ -135,8 +135,6 @@ class CommandsScreen(ScreenBase):
         ]
         self.status_menu.value = s.filters.status or ""
         self.actor_field.label = t("commands.filter.actor")
-        self.actor_field.width = 200 if self.wide else None
-        self.actor_field.expand = not self.wide
 
         title = ft.Row(
             [
@@ -159,14 +157,30 @@ class CommandsScreen(ScreenBase):
             ],
             vertical_alignment=ft.CrossAxisAlignment.CENTER,
         )
-        filters: list[ft.Control] = [self.kind_menu, self.status_menu, self.actor_field]
+        filters: list[ft.Control] = [
+            ft.Container(self.kind_menu, col={"xs": 6, "md": 3, "xl": 2}),
+            ft.Container(self.status_menu, col={"xs": 6, "md": 3, "xl": 2}),
+            ft.Container(self.actor_field, col={"xs": 12, "md": 4, "xl": 3}),
+        ]
         if s.filters.node_id:
             filters.append(
-                chip(f"{t('commands.filter.node')}: {s.filters.node_id[:8]}", ft.Colors.PRIMARY)
+                ft.Container(
+                    chip(
+                        f"{t('commands.filter.node')}: {s.filters.node_id[:8]}", ft.Colors.PRIMARY
+                    ),
+                    col={"xs": 6, "md": 2, "xl": 2},
+                )
             )
         if s.filters.active:
-            filters.append(ft.TextButton(t("commands.filter.clear"), on_click=self._on_clear))
-        filter_row = ft.Row(filters, wrap=True, spacing=8, run_spacing=8)
+            filters.append(
+                ft.Container(
+                    ft.TextButton(t("commands.filter.clear"), on_click=self._on_clear),
+                    col={"xs": 6, "md": 2, "xl": 2},
+                )
+            )
+        filter_row = ft.ResponsiveRow(
+            filters, spacing=8, run_spacing=8, vertical_alignment=ft.CrossAxisAlignment.CENTER
+        )
 
         empty = t("commands.empty_filtered") if s.filters.active else t("commands.empty")
         listing = state_panels.for_load(
@@ -276,7 +290,6 @@ class CommandsScreen(ScreenBase):
         )
 
     def _row(self, command: CommandSummary) -> ft.Control:
-        t = self.i18n.t
         return ft.Semantics(
             identifier=ids.command_row(command["id"]),
             label=spec_text(command),
@@ -306,7 +319,6 @@ class CommandsScreen(ScreenBase):
                 bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
                 on_click=self._open(command["id"]),
                 ink=True,
-                tooltip=t("commands.col.command"),
             ),
         )
 
