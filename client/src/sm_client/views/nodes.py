@@ -351,12 +351,16 @@ class NodesScreen:
             self._push()
 
     def _rows_changed(self, node_ids: list[str]) -> None:
+        """Live values: change those rows' controls and send them in one update."""
+        changed: list[ft.Control] = []
         for node_id in node_ids:
             view, row = self._row_views.get(node_id), self.state.row(node_id)
             if view is None or row is None:
                 continue
             view.show(row)
-            _update(view.control)
+            changed.append(view.control)
+        if changed:
+            self._push(*changed)
 
     def _label_fields(self) -> None:
         t = self.ctx.i18n.t
