@@ -6,7 +6,7 @@ import base64
 import datetime
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,22 @@ from sm_client.api.admin import AdminApi
 from sm_client.i18n import Language, Translator
 from sm_client.state.preferences import MemoryStorage, Preferences, Theme
 from sm_client.state.session import SERVERS_KEY, Failure, Phase, Session
+from sm_ctl.instance import UpProcess, free_port_pair
 
-from .conftest import Core
+from .conftest import STRICT, Core
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
+    """The core without the web client (these tests talk to the core, not to the web app)."""
+    root = tmp_path_factory.mktemp("core")
+    up = UpProcess.start(root / "data", free_port_pair(), "--no-web", env=STRICT)
+    try:
+        yield Core(up, up.wait_ready(), root)
+    finally:
+        up.stop()
 
 
 @pytest.fixture
