@@ -44,6 +44,7 @@ EN: Final[dict[str, str]] = {
     "audit.show_detail": "Show detail",
     "audit.hide_detail": "Hide detail",
     "audit.nodes": "{n} nodes",
+    "audit.node_one": "1 node",
     "audit.exit": "exit {code}",
     "audit.error.action": "An action reads like command.create (lower-case words joined by dots).",
 }
@@ -90,6 +91,7 @@ ZH: Final[dict[str, str]] = {
     "audit.show_detail": "展开详情",
     "audit.hide_detail": "收起详情",
     "audit.nodes": "{n} 个节点",
+    "audit.node_one": "1 个节点",
     "audit.exit": "退出码 {code}",
     "audit.error.action": "操作名应类似 command.create（小写单词以点连接）。",
 }

@@ -108,9 +108,16 @@ class CommandsState(Observable):
         except ApiError as exc:
             self.load.failed(exc)
         else:
+            same = (
+                quiet
+                and page["items"] == self.items
+                and page["next_cursor"] == self.cursors.next_cursor
+            )
             self.items = page["items"]
             self.cursors.next_cursor = page["next_cursor"]
             self.load.ready(empty=not self.items)
+            if same:
+                return  # nothing to redraw (a quiet re-read while commands run)
         self.changed()
 
     async def set_filters(

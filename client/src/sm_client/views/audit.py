@@ -320,12 +320,18 @@ class AuditScreen(ScreenBase):
             text = spec_text(detail)
             nodes = detail.get("node_ids")
             if isinstance(nodes, list):
-                text += " · " + self.t("nodes", n=len(nodes))
+                count = len(nodes)
+                text += " · " + (self.t("node_one") if count == 1 else self.t("nodes", n=count))
             return text
         if action == "execution.finish":
-            parts = [self.i18n.t(f"commands.state.{detail['state']}") if "state" in detail else ""]
+            state = detail.get("status") or detail.get("state")
+            parts = [self.i18n.t(f"commands.state.{state}") if state else ""]
             if detail.get("exit_code") is not None:
                 parts.append(self.t("exit", code=detail["exit_code"]))
+            if detail.get("node_id"):
+                parts.append(f"node:{str(detail['node_id'])[:8]}")
+            if detail.get("reason"):
+                parts.append(str(detail["reason"]))
             return " · ".join(p for p in parts if p)
         brief = {k: v for k, v in detail.items() if v not in (None, "", [], {})}
         text = json.dumps(brief, ensure_ascii=False, separators=(", ", ": "))
