@@ -39,7 +39,7 @@ def command_title(command: CommandSummary) -> str:
         return lines[0] if lines else command["kind"]
     if command["kind"] == "service" and "service" in command:
         service = command["service"]
-        return f"{service['action']} {service.get('unit', '')}".strip()
+        return f"systemctl {service['action']} {service.get('unit', '')}".strip()
     if command["kind"] == "logs" and "logs" in command:
         logs = command["logs"]
         return logs.get("unit") or logs.get("path") or command["kind"]
@@ -68,6 +68,7 @@ class DashboardScreen:
         self.state = DashboardState(ctx.api, ctx.feed)
         self.top_by = "cpu"
         self._stops: list[Callable[[], None]] = []
+        self._shown: tuple[object, ...] = ()
         self.body = ft.Container(expand=True)
         self.root = ft.Semantics(identifier=ids.screen("dashboard"), content=self.body)
         self.render()
@@ -88,8 +89,41 @@ class DashboardScreen:
         self.state.stop()
 
     def _refresh(self) -> None:
+        shown = self._signature()
+        if shown == self._shown:
+            return  # a periodic refresh that changed nothing on screen
+        self._shown = shown
         self.render()
         _update(self.root)
+
+    def _signature(self) -> tuple[object, ...]:
+        """What the screen shows, to skip re-rendering when none of it changed."""
+        s = self.state
+        averages = tuple(sorted((s.averages or {}).items()))
+        tops = tuple(
+            (e.node_id, e.name, fmt.percent(e.cpu), fmt.percent(e.mem_percent))
+            for e in s.top_cpu + s.top_memory
+        )
+        commands = tuple(
+            (
+                c["id"],
+                c["status"],
+                tuple(c["summary"].values()),
+                fmt.ago(self.ctx.i18n, time.time() - c["created_at"]),
+            )
+            for c in s.commands
+        )
+        phases = (s.load.phase, s.metrics_load.phase, s.commands_load.phase)
+        return (
+            self.ctx.i18n.language,
+            self.top_by,
+            s.online,
+            s.offline,
+            averages,
+            tops,
+            commands,
+            phases,
+        )
 
     # --- rendering --------------------------------------------------------------------
 
@@ -164,7 +198,9 @@ class DashboardScreen:
             t("dashboard.online"),
             str(s.online),
             ft.Text(
-                t("dashboard.of_total", n=s.total), size=12, color=ft.Colors.ON_SURFACE_VARIANT
+                t("dashboard.of_one") if s.total == 1 else t("dashboard.of_total", n=s.total),
+                size=12,
+                color=ft.Colors.ON_SURFACE_VARIANT,
             ),
             ft.Icons.CIRCLE,
             fmt.status_color(True),
@@ -450,7 +486,11 @@ class DashboardScreen:
                                         [
                                             command["actor"],
                                             when,
-                                            t("dashboard.command_nodes", n=command["node_count"]),
+                                            t("dashboard.command_node")
+                                            if command["node_count"] == 1
+                                            else t(
+                                                "dashboard.command_nodes", n=command["node_count"]
+                                            ),
                                         ]
                                     ),
                                     size=12,
