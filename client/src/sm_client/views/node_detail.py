@@ -245,8 +245,9 @@ class NodeScreen:
             vertical_alignment=ft.CrossAxisAlignment.CENTER,
         )
         self.logs_body = ft.Container()
+        self.logs_status = ft.Container(visible=False)
         self.logs_view = ft.Column(
-            [self.logs_toolbar, self.logs_body],
+            [self.logs_toolbar, self.logs_status, self.logs_body],
             spacing=8,
             horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
         )
@@ -1072,7 +1073,12 @@ class NodeScreen:
         if job.running:
             text = self.t("job.running", verb=verb, unit=job.unit)
             content: ft.Control = ft.Row(
-                [ft.ProgressRing(width=14, height=14, stroke_width=2), muted(text, size_=12)],
+                [
+                    # A static icon: a spinning ring inside an identified Semantics
+                    # drops that node from the browser's accessibility tree.
+                    ft.Icon(ft.Icons.HOURGLASS_TOP_ROUNDED, size=16, color=ft.Colors.PRIMARY),
+                    muted(text, size_=12),
+                ],
                 spacing=8,
             )
         elif job.problem is not None:
@@ -1181,16 +1187,14 @@ class NodeScreen:
         self.follow_switch.label = self.t("logs.follow")
         self.follow_switch.value = logs.following
         parts: list[ft.Control] = []
-        if logs.following:
-            parts.append(
-                ft.Row(
-                    [
-                        ft.ProgressRing(width=12, height=12, stroke_width=2),
-                        muted(self.t("logs.following", source=logs.source), size_=12),
-                    ],
-                    spacing=8,
-                )
-            )
+        self.logs_status.visible = logs.following
+        self.logs_status.content = ft.Row(
+            [
+                ft.Icon(ft.Icons.FIBER_MANUAL_RECORD, size=12, color=ft.Colors.ERROR),
+                muted(self.t("logs.following", source=logs.source), size_=12),
+            ],
+            spacing=8,
+        )
         load = logs.load
         if not logs.source:
             parts.append(muted(self.t("logs.prompt"), size_=13))
