@@ -99,7 +99,13 @@ def test_up_prints_the_keys_serves_tls_and_stops_cleanly(
         "worker",
         "gateway",
         "agent",
+        "web",
     }
+    # The web client answers on loopback, served with no CDN (it loads offline).
+    assert facts.web_url.startswith("http://127.0.0.1:"), facts.fields
+    page = httpx.get(facts.web_url, trust_env=False, timeout=10)
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
 
     with httpx.Client(base_url=facts.api_url, verify=tls(up.data), trust_env=False) as client:
         ready = client.get("/readyz")

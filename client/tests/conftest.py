@@ -41,7 +41,8 @@ class Core:
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
     root = tmp_path_factory.mktemp("core")
-    up = UpProcess.start(root / "data", free_port_pair(), env=STRICT)
+    # The API and view-model tests need no web client (the browser tests start their own up).
+    up = UpProcess.start(root / "data", free_port_pair(), "--no-web", env=STRICT)
     try:
         yield Core(up, up.wait_ready(), root)
     finally:
