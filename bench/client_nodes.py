@@ -17,10 +17,10 @@ Run: ``uv run python bench/client_nodes.py [--nodes 1000] [--rounds 7]``
      matching number and the first matching row is there (alternating
      ``env=staging`` and ``role=db``, the list starting unfiltered each time).
 3. Raw baselines in the same run, on the same core:
-   - API: the two calls the screen makes (``GET /api/v1/nodes`` for a page of
-     100, ``GET /api/v1/metrics/latest`` for those ids) with httpx;
+   - API: the two calls the screen makes (``GET /api/v1/nodes`` for a page, ``GET /api/v1/metrics/latest`` for those ids) with httpx;
    - bare Flet: a minimal Flet page (this file with ``--bare-app``) served the
-     same way, fetching the same two calls and rendering 100 plain rows (name,
+     same way, fetching the same two calls and rendering as many plain rows as a page
+     of the screen holds (name,
      status, CPU, memory, disk, network, a checkbox); measured in the same
      Chromium the same way (a tap until the first row is there; Enter in a
      filter field until the count and first row show).
@@ -45,7 +45,14 @@ from typing import Any, Final
 REPO: Final = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-PAGE: Final = 100
+
+def page_size() -> int:
+    """The node list screen's page size: the bare page shows as many rows."""
+    from sm_client.views.nodes import PAGE_SIZE
+
+    return int(PAGE_SIZE)
+
+
 FILTERS: Final = ("env=staging", "role=db")
 
 
@@ -58,6 +65,7 @@ def bare_app(port: int, api_url: str, token: str, ca_file: str) -> None:
     import httpx
 
     context = ssl.create_default_context(cafile=ca_file)
+    rows_per_page = page_size()
 
     async def fetch(selector: str) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
         async with httpx.AsyncClient(
@@ -66,14 +74,14 @@ def bare_app(port: int, api_url: str, token: str, ca_file: str) -> None:
             headers={"Authorization": f"Bearer {token}"},
             trust_env=False,
         ) as http:
-            params: dict[str, Any] = {"limit": PAGE, "sort": "name", "order": "asc"}
+            params: dict[str, Any] = {"limit": rows_per_page, "sort": "name", "order": "asc"}
             if selector:
                 params["selector"] = selector
             page = (await http.get("/api/v1/nodes", params=params)).json()
             node_ids = [n["id"] for n in page["items"]]
             latest = (
                 await http.get(
-                    "/api/v1/metrics/latest", params={"node_id": node_ids, "limit": PAGE}
+                    "/api/v1/metrics/latest", params={"node_id": node_ids, "limit": rows_per_page}
                 )
             ).json()
             values = {item["node_id"]: item["values"] for item in latest["items"]}
@@ -316,16 +324,19 @@ def main() -> None:
                 ).json()
                 expected[selector] = (page["total"], page["items"][0]["id"])
 
+            rows_per_page = page_size()
+            print(f"a page holds {rows_per_page} rows (the screen's page size)")
+
             # baseline 1: the bare API calls of one page
             def api_page(selector: str | None) -> float:
                 began = time.perf_counter()
-                params: dict[str, Any] = {"limit": PAGE, "sort": "name", "order": "asc"}
+                params: dict[str, Any] = {"limit": rows_per_page, "sort": "name", "order": "asc"}
                 if selector:
                     params["selector"] = selector
                 page = http.get("/api/v1/nodes", params=params).json()
                 latest = http.get(
                     "/api/v1/metrics/latest",
-                    params={"node_id": [n["id"] for n in page["items"]], "limit": PAGE},
+                    params={"node_id": [n["id"] for n in page["items"]], "limit": rows_per_page},
                 )
                 assert latest.status_code == 200, latest.text
                 return time.perf_counter() - began

@@ -287,6 +287,12 @@ def _loopback_only(route: Route) -> None:
         route.abort()
 
 
+def connect_text_en(key: str) -> str:
+    from sm_client.locales import connect
+
+    return connect.EN[key]
+
+
 def ident(identifier: str) -> str:
     return f"[flt-semantics-identifier='{identifier}']"
 
@@ -484,6 +490,24 @@ class Client:
                 last = box
         target.click()
 
+    def checked(self, identifier: str) -> bool:
+        ticked = self.wait_id(identifier).locator(
+            "xpath=descendant-or-self::*[@aria-checked='true']"
+        )
+        return ticked.count() > 0
+
+    def check(self, identifier: str) -> None:
+        """Tick the identified checkbox (tapped again if a re-render swallowed the tap)."""
+        for _attempt in range(3):
+            if self.checked(identifier):
+                return
+            self.click(identifier)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not self.checked(identifier):
+                self.page.wait_for_timeout(100)
+        if not self.checked(identifier):
+            raise AssertionError(self.explain(f"{identifier!r} does not get ticked"))
+
     def _inside(self, target: Locator) -> bool:
         box = target.bounding_box()
         if box is None:
@@ -536,19 +560,33 @@ class Client:
 
     # --- flows ---------------------------------------------------------------------
     def connect_with_key(self, key: str | None = None, *, expect_shell: bool = True) -> None:
-        """From the connect screen: the core's URL and the secret key, then submit."""
+        """From the connect screen (``up`` pre-fills the core's URL): the secret key, submit.
+
+        When the shell is expected and the app did not get the whole key (a
+        re-render while typing: "not a secret key"), or nothing happens, the
+        key is typed and submitted again (three attempts).
+        """
         from sm_client.views import ids
 
-        self.wait_id(ids.screen("connect"), timeout=30)
-        self.type(ids.CONNECT_SERVER, self.fleet.api_url)
+        self.wait_id(ids.screen("connect"), timeout=60)
         if not self.has(ids.CONNECT_KEY):
             self.click(ids.CONNECT_MODE_KEY)
             self.wait_id(ids.CONNECT_KEY)
-            self.settle(0.5)
-        self.type(ids.CONNECT_KEY, key or self.fleet.secret_key)
-        self.click(ids.CONNECT_SUBMIT)
-        if expect_shell:
-            self.wait_shell()
+        self.settle(0.5)
+        malformed = connect_text_en("connect.failure.malformed_key")
+        for _attempt in range(3):
+            self.type(ids.CONNECT_KEY, key or self.fleet.secret_key)
+            self.click(ids.CONNECT_SUBMIT)
+            if not expect_shell:
+                return
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if self.has(ids.NAV_RAIL) or self.has(ids.NAV_BAR):
+                    return
+                if self.has(ids.CONNECT_ERROR) and malformed in self.label(ids.CONNECT_ERROR):
+                    break
+                self.page.wait_for_timeout(200)
+        self.wait_shell(timeout=5)
 
     def wait_shell(self, timeout: float = 60) -> None:
         """Until the shell shows its navigation (rail or bottom bar)."""
