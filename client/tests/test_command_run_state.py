@@ -141,7 +141,7 @@ async def test_two_nodes_outputs_and_exit_codes_arrive_live(
         assert state.counts()["succeeded"] == 2
         assert changes
     finally:
-        state.stop()
+        await state.aclose()
     assert f"command:{created['id']}" not in feed.topics
 
 
@@ -159,7 +159,7 @@ async def test_without_the_feed_rest_gets_there_too(admin: CoreApi) -> None:
         assert view.exit_code == 4
         await until(lambda: view.text() == "one\ntwo\n", 10, "stdout over REST")
     finally:
-        state.stop()
+        await state.aclose()
     assert quiet.topics == []
 
 
@@ -217,7 +217,7 @@ async def test_duplicates_are_dropped_by_offset_and_a_gap_is_read(admin: CoreApi
         assert view.state == "succeeded"
         state.on_message({"type": "progress", "event": {"type": "something-new"}})
     finally:
-        state.stop()
+        await state.aclose()
 
 
 async def test_a_reconnect_resyncs_without_duplicating_output(
@@ -239,7 +239,7 @@ async def test_a_reconnect_resyncs_without_duplicating_output(
         expected = "".join(f"line {i}\n" for i in range(1, 7))
         await until(lambda: state.executions[0].text() == expected, 10, "every line once")
     finally:
-        state.stop()
+        await state.aclose()
 
 
 async def test_cancel_the_command_one_execution_and_run_again(
@@ -271,7 +271,7 @@ async def test_cancel_the_command_one_execution_and_run_again(
         assert {e["node_id"] for e in rerun["executions"]} == set(nodes)
         await commands.cancel(again)
     finally:
-        state.stop()
+        await state.aclose()
 
 
 async def test_an_unknown_command_is_an_error_state(admin: CoreApi) -> None:
@@ -282,4 +282,4 @@ async def test_an_unknown_command_is_an_error_state(admin: CoreApi) -> None:
         assert state.load.problem is not None
         assert state.load.problem.status == 404
     finally:
-        state.stop()
+        await state.aclose()

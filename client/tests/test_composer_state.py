@@ -63,7 +63,7 @@ async def test_nodes_preselected_by_the_route_are_counted_and_run(admin: CoreApi
         assert command["timeout"] == 60
         assert command["note"] == "from the composer test"
     finally:
-        composer.stop()
+        await composer.aclose()
 
 
 async def test_a_label_selector_is_counted_debounced(admin: CoreApi) -> None:
@@ -100,7 +100,7 @@ async def test_a_label_selector_is_counted_debounced(admin: CoreApi) -> None:
         assert composer.errors()["target"] == "commands.error.target_labels"
         assert not composer.matching
     finally:
-        composer.stop()
+        await composer.aclose()
 
 
 async def test_groups_and_a_service_action_from_the_route(admin: CoreApi) -> None:
@@ -129,7 +129,7 @@ async def test_groups_and_a_service_action_from_the_route(admin: CoreApi) -> Non
         composer.toggle_group("composer-web")
         assert composer.errors()["target"] == "commands.error.target_groups"
     finally:
-        composer.stop()
+        await composer.aclose()
         await fleet.update_node(node_id, {"group": None})
 
 
@@ -179,7 +179,7 @@ async def test_validation_messages_per_field(admin: CoreApi) -> None:
         composer.select_all_shown()
         assert node_id in composer.selected
     finally:
-        composer.stop()
+        await composer.aclose()
 
 
 async def test_a_refused_command_is_the_problem_shown(admin: CoreApi) -> None:
@@ -192,4 +192,4 @@ async def test_a_refused_command_is_the_problem_shown(admin: CoreApi) -> None:
         assert await composer.submit() is None
         assert composer.errors()["target"] == "commands.error.target_invalid"
     finally:
-        composer.stop()
+        await composer.aclose()

@@ -146,6 +146,7 @@ class CommandRunState(Observable):
         self._stops: list[Stop] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[Any]] = set()
         self._fetching: set[tuple[str, str]] = set()
         self._sync_lock = asyncio.Lock()
         self._gate = asyncio.Semaphore(FETCH_CONCURRENCY)
@@ -167,15 +168,25 @@ class CommandRunState(Observable):
             self._poller = asyncio.create_task(self._poll())
 
     def stop(self) -> None:
+        """Unsubscribe and cancel background reads (they end on the running loop)."""
         for stop in self._stops:
             stop()
         self._stops.clear()
         if self._poller is not None:
             self._poller.cancel()
+            self._ending.add(self._poller)
             self._poller = None
         for task in list(self._tasks):
             task.cancel()
+            self._ending.add(task)
         self._tasks.clear()
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, then wait until the cancelled reads have ended (their
+        connections closed) — before an event loop that is about to close."""
+        self.stop()
+        ending, self._ending = list(self._ending), set()
+        await asyncio.gather(*ending, return_exceptions=True)
 
     async def _poll(self) -> None:
         while True:

@@ -106,6 +106,7 @@ class ComposerState(Observable):
         self.problem: Problem | None = None
         self._resolve_task: asyncio.Task[None] | None = None
         self._search_task: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[None]] = set()
         self._generation = 0
 
     @property
@@ -151,7 +152,14 @@ class ComposerState(Observable):
         for task in (self._resolve_task, self._search_task):
             if task is not None:
                 task.cancel()
+                self._ending.add(task)
         self._resolve_task = self._search_task = None
+
+    async def aclose(self) -> None:
+        """:meth:`stop`, then wait until the cancelled lookups have ended."""
+        self.stop()
+        ending, self._ending = list(self._ending), set()
+        await asyncio.gather(*ending, return_exceptions=True)
 
     async def _name_selected(self) -> None:
         """Names for nodes preselected by id (at most the first 50 are looked up)."""
