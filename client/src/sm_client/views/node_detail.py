@@ -987,9 +987,13 @@ class NodeScreen:
                 listed.append(row.unit)
             if len(shown) > MAX_UNITS:
                 rows.append(muted(self.t("services.more", n=len(shown) - MAX_UNITS), size_=12))
-        label = self.t("services.label", n=len(listed)) + (
-            ": " + ", ".join(listed) if listed else ""
-        )
+        if load.phase is Phase.ERROR and load.problem is not None:
+            title, detail = self._problem_text(load.problem)
+            label = f"{title}: {detail}" if detail else title
+        else:
+            label = self.t("services.label", n=len(listed)) + (
+                ": " + ", ".join(listed) if listed else ""
+            )
         self.services_body.content = ft.Semantics(
             identifier=ids.NODE_SERVICES, label=label, content=ft.Column(rows, spacing=6)
         )
