@@ -5,7 +5,9 @@
 #   docker build --target agent    -t server-manager-agent:0.1.0 .  # the node agent alone
 #
 # The services image runs one service per container (`smctl serve SERVICE`,
-# see docker-compose.yml and k8s/); the agent image holds only the agent and
+# see docker-compose.yml and k8s/), and the web client (`sm-client --web`, the
+# `web` container: sm-ctl depends on sm-client, so it is installed with
+# everything it serves, no CDN); the agent image holds only the agent and
 # its three dependencies. Both install exactly what uv.lock pins.
 
 # The builder and the final stages must use the same Python image: the virtual
@@ -56,10 +58,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     UV_PROJECT_ENVIRONMENT=/opt/sm-agent \
     uv sync --frozen --no-dev --no-editable --package sm-agent
 
-# ---- services: registry, metrics, commands, gateway, worker (one per container) ----
+# ---- services: registry, metrics, commands, gateway, worker, web client (one per container) ----
 FROM ${PYTHON_IMAGE} AS services
 LABEL org.opencontainers.image.title="Server Manager core services" \
-      org.opencontainers.image.description="smctl serve registry|metrics|commands|gateway|worker"
+      org.opencontainers.image.description="smctl serve registry|metrics|commands|gateway|worker; sm-client --web"
 RUN groupadd --system --gid 10001 server-manager \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /var/lib/server-manager --shell /usr/sbin/nologin server-manager \
@@ -75,7 +77,10 @@ WORKDIR /var/lib/server-manager
 VOLUME ["/var/lib/server-manager"]
 # registry, metrics, commands, gateway (sm_shared.routes.DEFAULT_PORTS)
 EXPOSE 8101 8102 8103 8104
-# /readyz of the HTTP service this container runs, or the worker's key in Redis.
+# the web client (sm_shared.routes.WEB_PORT; plain HTTP, behind the edge)
+EXPOSE 8105
+# /readyz of the HTTP service this container runs, the worker's key in Redis, or
+# GET / of the web client.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/opt/server-manager/healthcheck.py"]
 ENTRYPOINT ["smctl"]

@@ -11,7 +11,9 @@ worker|api``), so the check finds out what this container runs from the
 * the worker, the metrics ingest and the commands consumer (no HTTP
   listener): their health key exists in ``SM_REDIS_URL`` (each refreshes it
   every few seconds: arq's health-check key, ``metrics-ingest:health``,
-  ``commands-consumer:health``).
+  ``commands-consumer:health``);
+* the web client (``sm-client --web``): ``GET /`` on its ``--port`` (plain
+  HTTP) answers 200 (the app's page).
 
 Usage: ``healthcheck.py`` (discover), ``healthcheck.py --pid PID`` (that
 process), ``healthcheck.py --url URL`` (just this URL). Exit 0 healthy, 1 not.
@@ -54,23 +56,29 @@ HEALTH_KEYS: dict[str, str] = {
     METRICS_INGEST: INGEST_HEALTH_KEY,
     COMMANDS_CONSUMER: CONSUMER_HEALTH_KEY,
 }
+# The web client (sm-client --web): its defaults (sm_client.main; a test keeps them equal).
+WEB = "web"
+WEB_CLIENT_PROGRAM = "sm-client"
+WEB_DEFAULT_HOST = "127.0.0.1"
+WEB_DEFAULT_PORT = 8550
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMEOUT = 3.0
 FALSE_WORDS = frozenset({"0", "false", "no", "off", "f", "n"})
 
 
 class NoTarget(RuntimeError):
-    """No ``smctl serve`` process to check."""
+    """No ``smctl serve`` (or ``sm-client --web``) process to check."""
 
 
 @dataclass(frozen=True)
 class Target:
-    """What one ``smctl serve`` process serves."""
+    """What one ``smctl serve`` process (or the web client) serves, and the path to ask."""
 
     service: str
     host: str
     port: int
     tls: bool
+    path: str = "/readyz"
 
     @property
     def url(self) -> str:
@@ -78,7 +86,7 @@ class Target:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
         if ":" in host:
             host = f"[{host}]"
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/readyz"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{self.path}"
 
 
 def _option(argv: Sequence[str], name: str) -> str | None:
@@ -98,8 +106,27 @@ def serve_arguments(argv: Sequence[str]) -> list[str] | None:
     return None
 
 
+def web_arguments(argv: Sequence[str]) -> list[str] | None:
+    """The arguments of an ``sm-client --web`` command line, or None when it is not one."""
+    for index, arg in enumerate(argv):
+        if Path(arg).name == WEB_CLIENT_PROGRAM:
+            args = list(argv[index + 1 :])
+            return args if "--web" in args else None
+    return None
+
+
 def target_from(argv: Sequence[str], env: Mapping[str, str]) -> Target | None:
-    """The target of a ``smctl serve`` command line; None when ``argv`` is not one."""
+    """The target of a ``smctl serve`` or ``sm-client --web`` command line; None otherwise."""
+    web = web_arguments(argv)
+    if web is not None:
+        port_text = _option(web, "--port")
+        return Target(
+            service=WEB,
+            host=_option(web, "--host") or WEB_DEFAULT_HOST,
+            port=int(port_text) if port_text else WEB_DEFAULT_PORT,
+            tls=False,
+            path="/",
+        )
     args = serve_arguments(argv)
     if not args:
         return None
@@ -122,7 +149,7 @@ def _cmdline(pid: int, proc: Path) -> list[str]:
 
 
 def discover(proc: Path = Path("/proc"), pid: int | None = None) -> Target:
-    """The ``smctl serve`` process of this container (the lowest pid), or that of ``pid``."""
+    """The ``smctl serve`` (or web client) process of this container (the lowest pid), or ``pid``'s."""
     pids = (
         [pid]
         if pid is not None
@@ -135,7 +162,7 @@ def discover(proc: Path = Path("/proc"), pid: int | None = None) -> Target:
             continue
         if target is not None:
             return target
-    raise NoTarget("no `smctl serve` process found")
+    raise NoTarget("no `smctl serve` or `sm-client --web` process found")
 
 
 def check_http(url: str, timeout: float = TIMEOUT) -> tuple[bool, str]:

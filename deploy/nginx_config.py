@@ -21,7 +21,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sm_shared.routes import DEFAULT_PORTS, ROUTES, SERVICES, Service
+from sm_shared.routes import (
+    DEFAULT_PORTS,
+    ROUTES,
+    SERVICES,
+    WEB_CLIENT,
+    WEB_PORT,
+    WEB_PREFIX,
+    Service,
+)
 from sm_shared.settings import CoreSettings
 
 CONFIG_PATH = Path(__file__).with_name("nginx.conf")
@@ -52,11 +60,15 @@ class EdgeProfile:
     ``upstreams`` maps a service to ``host:port``. Host names are resolved per
     request through ``resolver`` (the proxy_pass target is a variable), so a
     restarted container's new address is found; IP literals need no resolver.
+    ``web`` is the web client's ``host:port`` (plain HTTP), which gets every
+    path the route table does not claim; without it those paths are a 404
+    problem from the proxy itself.
     """
 
     listen: str
     upstreams: Mapping[Service, str]
     resolver: str | None
+    web: str | None = None
 
 
 # Docker's embedded DNS server answers for the compose service names.
@@ -64,6 +76,7 @@ COMPOSE = EdgeProfile(
     listen="8443",
     upstreams={service: f"{service}:{DEFAULT_PORTS[service]}" for service in SERVICES},
     resolver="127.0.0.11",
+    web=f"{WEB_CLIENT}:{WEB_PORT}",
 )
 
 
@@ -77,6 +90,41 @@ def _problem(status: int, title: str, detail: str) -> str:
     return f"return {status} '{body}';"
 
 
+def _websocket() -> list[str]:
+    return [
+        "            proxy_http_version 1.1;",
+        "            proxy_set_header Upgrade $http_upgrade;",
+        "            proxy_set_header Connection $connection_upgrade;",
+        f"            proxy_read_timeout {WEBSOCKET_TIMEOUT};",
+        f"            proxy_send_timeout {WEBSOCKET_TIMEOUT};",
+        "            proxy_buffering off;",
+    ]
+
+
+def _fallback(web: str | None) -> list[str]:
+    """The location of every path no route claims: the web client, or a 404 problem."""
+    if web is None:
+        return [
+            f"        location {WEB_PREFIX} {{",
+            "            default_type application/problem+json;",
+            "            " + _problem(404, "Not Found", "no service serves this path"),
+            "        }",
+        ]
+    return [
+        "        # The web client (sm-client --web): its app and its WebSocket (/ws).",
+        "        # Plain HTTP: Flet's server has no TLS (its network reaches only this proxy).",
+        f"        location {WEB_PREFIX} {{",
+        f"            set $web {web};",
+        "            proxy_pass http://$web;",
+        "            proxy_set_header Host $host;",
+        "            proxy_set_header X-Real-IP $remote_addr;",
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        *_websocket(),
+        "        }",
+    ]
+
+
 def _location(prefix: str, service: Service, upstream: str) -> list[str]:
     lines = [
         f"        location {prefix} {{",
@@ -88,14 +136,7 @@ def _location(prefix: str, service: Service, upstream: str) -> list[str]:
         "            proxy_set_header X-Forwarded-Proto $scheme;",
     ]
     if service in WEBSOCKET_SERVICES:
-        lines += [
-            "            proxy_http_version 1.1;",
-            "            proxy_set_header Upgrade $http_upgrade;",
-            "            proxy_set_header Connection $connection_upgrade;",
-            f"            proxy_read_timeout {WEBSOCKET_TIMEOUT};",
-            f"            proxy_send_timeout {WEBSOCKET_TIMEOUT};",
-            "            proxy_buffering off;",
-        ]
+        lines += _websocket()
     lines.append("        }")
     return lines
 
@@ -123,7 +164,8 @@ def render(profile: EdgeProfile) -> str:
         "#",
         "# The edge proxy of the container deployment. It terminates TLS with a",
         "# certificate from the core CA and routes by path prefix (longest wins,",
-        "# as in sm_shared.routes.service_for) to the services.",
+        "# as in sm_shared.routes.service_for) to the services; every other path",
+        "# goes to the web client (sm_shared.routes.WEB_PREFIX).",
         "#",
         "# Behind it the services keep TLS on (their default) and the proxy verifies",
         "# them against the core CA: tokens, node credentials and enrollment keys never",
@@ -182,10 +224,7 @@ def render(profile: EdgeProfile) -> str:
         "        error_page 502 503 504 =503 @unavailable;",
         "",
         *locations,
-        "        location / {",
-        "            default_type application/problem+json;",
-        "            " + _problem(404, "Not Found", "no service serves this path"),
-        "        }",
+        *_fallback(profile.web),
         "",
         "        location @payload_too_large {",
         "            default_type application/problem+json;",

@@ -6,12 +6,14 @@ that owns its format (the Compose schema, Kubernetes' OpenAPI schemas,
 route against :data:`sm_shared.routes.ROUTES`, every port against
 ``DEFAULT_PORTS``, every ``SM_`` variable against the Settings classes and
 ``smctl``'s options, every ``smctl`` command line against the real command
-(parsed by its own click parser). The edge proxy also runs for real, in front
-of a real ``smctl serve registry``.
+(parsed by its own click parser), every ``sm-client`` command line against the
+client's parser. The edge proxy also runs for real, in front of a real
+``smctl serve registry`` and a real ``sm-client --web``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -50,7 +52,15 @@ from pydantic_settings import BaseSettings
 
 from sm_shared.datadir import DataDir
 from sm_shared.first_start import initialize
-from sm_shared.routes import DEFAULT_PORTS, ROUTES, SERVICES
+from sm_shared.routes import (
+    DEFAULT_PORTS,
+    ROUTES,
+    SERVICES,
+    WEB_CLIENT,
+    WEB_PORT,
+    WEB_PREFIX,
+    service_for,
+)
 from sm_shared.settings import CoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,8 +229,25 @@ def agent_variables() -> set[str]:
     return {agent_settings.ENV_PREFIX + key.upper() for key in (*agent_settings.KEYS, "config")}
 
 
+def client_variables() -> set[str]:
+    """The environment variables the client reads (``sm-client``'s options, its live events)."""
+    sources = (ROOT / "client" / "src" / "sm_client").rglob("*.py")
+    pattern = re.compile(r"""environ(?:\.get\(|\[)\s*["'](SM_\w+)["']""")
+    return {name for path in sources for name in pattern.findall(path.read_text())}
+
+
 def known_variables() -> set[str]:
-    return settings_variables() | smctl_variables() | agent_variables()
+    return settings_variables() | smctl_variables() | agent_variables() | client_variables()
+
+
+def check_client_args(args: list[str]) -> argparse.Namespace:
+    """Parse ``sm-client ARGS`` with the client's own parser (unknown options fail)."""
+    from sm_client.main import parser
+
+    try:
+        return parser().parse_args(args)
+    except SystemExit as exc:
+        raise AssertionError(f"`{shlex.join(['sm-client', *args])}` is refused") from exc
 
 
 def sm_variables_in(text: str) -> set[str]:
@@ -237,6 +264,18 @@ def test_the_route_table_is_what_these_files_route() -> None:
     # The files below assume every routed service has a default port and a name
     # that is its host name; a new service in the table shows up here first.
     assert {service for _, service in ROUTES} <= set(SERVICES) == set(DEFAULT_PORTS)
+
+
+def test_the_web_client_is_the_edges_fallback_not_a_route() -> None:
+    # `smctl up` serves the web client on a port of its own: its router must keep
+    # answering 404 for paths no service claims, so "/" is not in the table.
+    assert WEB_PREFIX not in {prefix for prefix, _ in ROUTES}
+    assert WEB_CLIENT not in SERVICES
+    assert WEB_PORT not in DEFAULT_PORTS.values()
+    for path in ("/", "/ws", "/nodes/n-1", "/flutter_bootstrap.js"):
+        assert service_for(path) is None, path
+    # … and every routed prefix is longer than the fallback (longest prefix wins).
+    assert all(prefix.startswith(WEB_PREFIX) and prefix != WEB_PREFIX for prefix, _ in ROUTES)
 
 
 # ---------------------------------------------------------------- nginx
@@ -281,8 +320,33 @@ def test_nginx_routes_are_the_route_table() -> None:
             assert directives["proxy_read_timeout"] == ["3600s"]
         else:
             assert "Upgrade" not in headers
-    # Anything else is nobody's: a problem document from the proxy itself.
-    assert routed["/"]["return"][0].startswith("404 ")
+    # Anything else is the web client's: its app and its WebSocket (/ws), plain HTTP.
+    web = routed[WEB_PREFIX]
+    assert web["set"] == [f"$web {WEB_CLIENT}:{WEB_PORT}"]
+    assert web["proxy_pass"] == ["http://$web"]
+    headers = dict(h.split(None, 1) for h in web["proxy_set_header"])
+    assert headers["Upgrade"] == "$http_upgrade"
+    assert headers["Connection"] == "$connection_upgrade"
+    assert headers["X-Forwarded-Proto"] == "$scheme"
+    assert web["proxy_http_version"] == ["1.1"]
+    assert directives_of_timeout(web) >= 3600
+    assert "return" not in web
+
+
+def directives_of_timeout(directives: dict[str, Any]) -> int:
+    (timeout,) = directives["proxy_read_timeout"]
+    return int(timeout.rstrip("s"))
+
+
+def test_nginx_without_a_web_client_answers_a_problem_for_other_paths() -> None:
+    # A profile without the web client (the tests' edge below, or an edge of
+    # services only): other paths are nobody's, a problem from the proxy itself.
+    profile = nginx_config.EdgeProfile(
+        listen="8443", upstreams=nginx_config.COMPOSE.upstreams, resolver=None
+    )
+    routed = nginx_locations(nginx_config.render(profile))
+    assert routed[WEB_PREFIX]["return"][0].startswith("404 ")
+    assert "proxy_pass" not in routed[WEB_PREFIX]
 
 
 def test_nginx_body_limit_is_the_services_limit() -> None:
@@ -417,8 +481,13 @@ def service_processes(
 
 
 @contextlib.contextmanager
-def edge_process(tmp_path: Path, data: DataDir, upstreams: dict[str, int]) -> Iterator[int]:
-    """nginx with the generated config, routing to ``upstreams`` (service → port on 127.0.0.1)."""
+def edge_process(
+    tmp_path: Path, data: DataDir, upstreams: dict[str, int], web: int | None = None
+) -> Iterator[int]:
+    """nginx with the generated config, routing to ``upstreams`` (service → port on 127.0.0.1).
+
+    ``web``: the web client's port (every other path goes there); None: a 404 problem.
+    """
     nginx = require_program("nginx", "nginx")
     port = free_port()
     # Services not running get a closed port: the proxy must answer 503 for them.
@@ -427,6 +496,7 @@ def edge_process(tmp_path: Path, data: DataDir, upstreams: dict[str, int]) -> It
         listen=f"127.0.0.1:{port}",
         upstreams={s: f"127.0.0.1:{upstreams.get(s, closed)}" for s in SERVICES},
         resolver=None,
+        web=None if web is None else f"127.0.0.1:{web}",
     )
     files = lay_out_edge(tmp_path, data, nginx_config.render(profile))
     log = tmp_path / "nginx.log"
@@ -577,6 +647,52 @@ async def test_edge_passes_websocket_upgrades_to_the_gateway(
     assert paths == ["/agent/ws", "/events/ws"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(240)  # Flet imports slowly on a loaded machine
+async def test_edge_serves_the_real_web_client_beside_the_services(
+    tmp_path: Path, data_dir: DataDir
+) -> None:
+    """`sm-client --web` behind the edge: its page and its WebSocket at /, the table's paths kept.
+
+    No service runs (the routes to them are checked above): their paths get the
+    edge's 503 problem, never the web client's page.
+    """
+    port = free_port()
+    log = tmp_path / "web.log"
+    args = [str(BIN / "sm-client"), "--web", "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "BROWSER": "/bin/true"}
+    with running_process([*args, "--server", "https://localhost"], log, env) as web:
+        target = healthcheck.target_from(["/opt/server-manager/bin/python", *args], {})
+        assert target is not None
+        assert target.url == f"http://127.0.0.1:{port}/"
+        # The image's health check of the web container: GET / answers 200.
+        wait_for(lambda: healthcheck.check_http(target.url, timeout=2)[0], "web", log, web, 120)
+        with edge_process(tmp_path, data_dir, {}, web=port) as edge:
+            async with httpx.AsyncClient(
+                base_url=f"https://localhost:{edge}", verify=ca_context(data_dir), timeout=30
+            ) as client:
+                page = await client.get("/")
+                assert page.status_code == 200
+                assert page.headers["content-type"].startswith("text/html")
+                assert "flutter" in page.text.lower()
+                # A deep link of the app is the app too (its router takes it from there).
+                deep = await client.get("/nodes")
+                assert deep.status_code == 200
+                assert deep.headers["content-type"].startswith("text/html")
+                # The route table's paths stay the services' (down here: the edge's 503).
+                for path in ("/ca.pem", "/api/v1/nodes", "/events/ws", "/.well-known/x"):
+                    down = await client.get(path)
+                    assert down.status_code == 503, path
+                    assert down.headers["content-type"] == "application/problem+json", path
+            # The app's WebSocket upgrades through the edge (the session protocol
+            # is Flet's own: opening it is what the proxy has to allow).
+            async with websockets.asyncio.client.connect(
+                f"wss://localhost:{edge}/ws", ssl=ca_context(data_dir), open_timeout=30
+            ) as ws:
+                assert ws.response is not None
+                assert ws.response.status_code == 101
+
+
 # ---------------------------------------------------------------- the health check script
 
 
@@ -609,6 +725,24 @@ def test_healthcheck_reads_the_serve_command_line() -> None:
     assert from_env.url == "http://[::1]:7000/readyz"
     assert healthcheck.target_from([smctl, "up"], {}) is None
     assert healthcheck.target_from(["nginx", "-g", "daemon off;"], {}) is None
+
+
+def test_healthcheck_reads_the_web_clients_command_line() -> None:
+    from sm_client.main import DEFAULT_HOST, DEFAULT_PORT
+
+    assert (healthcheck.WEB_DEFAULT_HOST, healthcheck.WEB_DEFAULT_PORT) == (
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+    )
+    program = "/opt/server-manager/bin/sm-client"
+    python = "/opt/server-manager/bin/python"
+    target = healthcheck.target_from([python, program, "--web", "--port", "8105"], {})
+    assert target == healthcheck.Target("web", DEFAULT_HOST, 8105, False, "/")
+    assert target.url == "http://127.0.0.1:8105/"
+    wide = healthcheck.target_from([program, "--web", "--host", "0.0.0.0"], {})
+    assert wide is not None
+    assert wide.url == f"http://127.0.0.1:{DEFAULT_PORT}/"
+    assert healthcheck.target_from([python, program], {}) is None  # a desktop window
 
 
 def test_healthcheck_finds_the_serve_process(tmp_path: Path) -> None:
@@ -726,6 +860,8 @@ def test_compose_smctl_command_lines_are_real() -> None:
             continue
         if spec.get("entrypoint") in (None, ["smctl"]):
             commands.append(spec["command"])
+        elif spec["entrypoint"] == ["sm-client"]:
+            check_client_args(spec["command"])
         else:  # a shell step
             assert spec["entrypoint"][:2] == ["/bin/sh", "-c"]
             commands += smctl_commands_in(" ".join(spec["command"]))
@@ -787,6 +923,43 @@ def test_compose_certificate_names_the_hosts_services_are_reached_by() -> None:
     names = {args[i + 1] for i, a in enumerate(args) if a == "--name"}
     assert set(SERVICES) <= names
     assert "$PUBLIC_HOST" in names
+    # The web client calls the core back through the edge by its service name.
+    server = check_client_args(compose()["services"][WEB_CLIENT]["command"]).server
+    assert httpx.URL(server).host in names
+
+
+def test_compose_web_client_runs_behind_the_edge_and_reaches_only_it() -> None:
+    compose_file = compose()
+    services = compose_file["services"]
+    web = services[WEB_CLIENT]  # the host name nginx.conf sends the fallback to
+    assert web["image"].split(":")[0] == SERVICES_IMAGE
+    assert web["build"]["target"] == "services"
+    assert web["read_only"] is True
+    assert web["cap_drop"] == ["ALL"]
+    assert "ports" not in web, "only the edge is published"
+    assert "volumes" not in web, "no key material, no data"
+    assert web["entrypoint"] == ["sm-client"]
+    args = check_client_args(web["command"])
+    assert args.web
+    assert (args.host, args.port) == ("0.0.0.0", WEB_PORT)
+    # The core as this container reaches it: the edge, on the port it listens on.
+    text = (DEPLOY / "nginx.conf").read_text()
+    listen = re.search(r"listen (\d+) ssl;", text)
+    assert listen is not None
+    assert args.server == f"https://edge:{listen.group(1)}"
+    # Its network is shared with the edge alone (and reaches nothing else).
+    networks = compose_file["networks"]
+    (network,) = web["networks"]
+    assert networks[network]["internal"] is True
+    on_it = [name for name, spec in services.items() if network in spec.get("networks", [])]
+    assert sorted(on_it) == sorted(["edge", WEB_CLIENT])
+    # The image's health check finds `sm-client --web` and GETs / on its port.
+    assert web["healthcheck"]["test"] == ["CMD", "python", "/opt/server-manager/healthcheck.py"]
+    target = healthcheck.target_from([*web["entrypoint"], *web["command"]], {})
+    assert target is not None
+    assert target.url == f"http://127.0.0.1:{WEB_PORT}/"
+    # The edge does not wait for it: the services are reachable while it starts.
+    assert WEB_CLIENT not in services["edge"]["depends_on"]
 
 
 # ---------------------------------------------------------------- SM_ variables and ports
@@ -828,7 +1001,8 @@ def env_values(resources: list[dict[str, Any]]) -> dict[str, str]:
                 values[f"k8s configmap {key}"] = value
     for name, _, container in workload_containers(resources):
         for entry in container.get("env", []):
-            values[f"k8s {name} {entry['name']}"] = entry["value"]
+            if "value" in entry:  # not valueFrom
+                values[f"k8s {name} {entry['name']}"] = entry["value"]
     return values
 
 
@@ -851,7 +1025,7 @@ def test_service_urls_name_a_service_at_its_port(rendered_base: list[dict[str, A
 
 def test_ports_are_the_default_ports() -> None:
     exposed = re.findall(r"^EXPOSE (.+)$", DOCKERFILE.read_text(), re.M)
-    assert [set(map(int, e.split())) for e in exposed] == [set(DEFAULT_PORTS.values())]
+    assert [set(map(int, e.split())) for e in exposed] == [set(DEFAULT_PORTS.values()), {WEB_PORT}]
 
 
 # ---------------------------------------------------------------- Dockerfile and .dockerignore
@@ -1118,12 +1292,15 @@ def test_dockerfile_environments_build_from_the_context(tmp_path: Path) -> None:
         environments[stage_name] = target
     services_env, agent_env = environments["services-build"], environments["agent-build"]
     assert (services_env / "bin" / "smctl").exists()
+    # The web client (the `web` container) is in the services image, its app bundled.
+    assert (services_env / "bin" / "sm-client").exists()
     assert (agent_env / "bin" / "sm-agent").exists()
     (site,) = services_env.glob("lib/python3.*/site-packages")
     for service, names in SERVICE_DOCUMENTS.items():
         for name in names:
             packaged = site / f"sm_{service}" / "openapi" / name
             assert packaged.read_bytes() == (ROOT / "openapi" / name).read_bytes()
+    assert (site / "flet_web" / "web" / "index.html").exists()
     # Non-editable: nothing points back into the build context.
     assert not [p for p in site.glob("*.pth") if str(context) in p.read_text()]
     # The agent image stays lean: the agent and its own dependencies only.
@@ -1638,7 +1815,7 @@ def test_k8s_containers_are_unprivileged_and_bounded(rendered_base: list[dict[st
         assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
         assert {"cpu", "memory"} <= set(container["resources"]["limits"]), name
         assert "livenessProbe" in container, name
-    assert seen == {*SERVICES, *BACKGROUND, "redis"}
+    assert seen == {*SERVICES, *BACKGROUND, "redis", WEB_CLIENT}
 
 
 def test_k8s_keys_secret_is_the_data_dirs_key_material(rendered_base: list[dict[str, Any]]) -> None:
@@ -1650,6 +1827,10 @@ def test_k8s_keys_secret_is_the_data_dirs_key_material(rendered_base: list[dict[
     config = by_kind(rendered_base, "ConfigMap")["server-manager-config"]["data"]
     for name, pod, container in workload_containers(rendered_base):
         if container["image"].split(":")[0] != SERVICES_IMAGE:
+            continue
+        if name == WEB_CLIENT:  # a client: no key material (test_k8s_web_client_…)
+            assert "secret" not in str(pod["volumes"]), name
+            assert "envFrom" not in container, name
             continue
         refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
         assert refs == ["server-manager-config"], name
@@ -1707,6 +1888,95 @@ def test_k8s_ingress_routes_by_the_route_table(rendered_base: list[dict[str, Any
     assert annotations[nginx + "proxy-ssl-secret"] == f"{namespace}/{tls['secretName']}"
     assert tls["secretName"] in by_kind(rendered_base, "Secret")
     assert annotations[nginx + "proxy-ssl-name"] == nginx_config.UPSTREAM_TLS_NAME
+
+
+def test_k8s_web_client_is_the_ingress_fallback_and_reaches_only_the_controller(
+    rendered_base: list[dict[str, Any]],
+) -> None:
+    deployment = by_kind(rendered_base, "Deployment")[WEB_CLIENT]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].split(":")[0] == SERVICES_IMAGE
+    assert container["command"] == ["sm-client"]
+    args = check_client_args(container["args"])
+    assert args.web
+    assert (args.host, args.port) == ("0.0.0.0", WEB_PORT)
+    assert container["ports"] == [{"name": "http", "containerPort": WEB_PORT}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/", "port": "http"}, probe
+    # --server comes from SM_SERVER (the client's own variable): the public URL,
+    # the host agents are told (SM_GATEWAY_URL), through the Ingress.
+    (server,) = [e for e in container["env"] if e["name"] == "SM_SERVER"]
+    ref = server["valueFrom"]["configMapKeyRef"]
+    config = by_kind(rendered_base, "ConfigMap")[ref["name"]]["data"]
+    public = httpx.URL(config[ref["key"]])
+    assert public.scheme == "https"
+    assert public.host == httpx.URL(config["SM_GATEWAY_URL"]).host
+    service = by_kind(rendered_base, "Service")[WEB_CLIENT]
+    assert service["spec"]["ports"] == [{"name": "http", "port": WEB_PORT, "targetPort": "http"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    # A second Ingress (its backend is plain HTTP): "/" and nothing else.
+    ingresses = by_kind(rendered_base, "Ingress")
+    web = ingresses["server-manager-web"]
+    (rule,) = web["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    backend = path["backend"]["service"]
+    assert (path["path"], path["pathType"], backend["name"], backend["port"]["number"]) == (
+        WEB_PREFIX,
+        "Prefix",
+        WEB_CLIENT,
+        WEB_PORT,
+    )
+    nginx = "nginx.ingress.kubernetes.io/"
+    annotations = web["metadata"]["annotations"]
+    assert annotations[nginx + "backend-protocol"] == "HTTP"
+    assert int(annotations[nginx + "proxy-read-timeout"]) >= 3600
+    main = ingresses["server-manager"]
+    assert web["spec"]["tls"] == main["spec"]["tls"]
+    assert web["spec"]["ingressClassName"] == main["spec"]["ingressClassName"]
+    assert rule.get("host") == main["spec"]["rules"][0].get("host")
+
+    # Network policies: the core's pods do not admit the web pod; the web pod
+    # admits the controller only and reaches the controller and DNS only.
+    policies = by_kind(rendered_base, "NetworkPolicy")
+    web_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    core = policies["server-manager"]["spec"]
+
+    def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+        assert set(selector) <= {"matchLabels", "matchExpressions"}, selector
+        if not selector.get("matchLabels", {}).items() <= labels.items():
+            return False
+        for expression in selector.get("matchExpressions", []):
+            value = labels.get(expression["key"])
+            if expression["operator"] == "NotIn" and value in expression["values"]:
+                return False
+            if expression["operator"] == "In" and value not in expression["values"]:
+                return False
+        return True
+
+    assert not selects(core["podSelector"], web_labels)
+    for peer in core["ingress"][0]["from"]:
+        if "podSelector" in peer and "namespaceSelector" not in peer:
+            assert not selects(peer["podSelector"], web_labels)
+    workloads = {**by_kind(rendered_base, "Deployment"), **by_kind(rendered_base, "StatefulSet")}
+    for name in (*SERVICES, *BACKGROUND, "redis"):
+        labels = workloads[name]["spec"]["template"]["metadata"]["labels"]
+        assert selects(core["podSelector"], labels), name
+    own = policies["server-manager-web"]["spec"]
+    assert selects(own["podSelector"], web_labels)
+    assert sorted(own["policyTypes"]) == ["Egress", "Ingress"]
+    controller = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    }
+    (admitted,) = own["ingress"]
+    assert admitted["from"] == [controller]
+    assert admitted["ports"] == [{"protocol": "TCP", "port": WEB_PORT}]
+    egress = own["egress"]
+    assert {"to": [controller]} in egress
+    others = [rule for rule in egress if rule != {"to": [controller]}]
+    for rule in others:  # DNS only
+        assert {p["port"] for p in rule["ports"]} == {53}, rule
 
 
 def test_k8s_readme_commands_are_real() -> None:
