@@ -485,7 +485,7 @@ class AdminScreen:
                     (self.t("admin.users.status"), 2),
                     (self.t("admin.created"), 2),
                     (self.t("admin.updated"), 2),
-                    ("", 3),
+                    ("", 4),  # four actions: 160 px from the narrowest table,
                 ],
                 rows,
             )
