@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sm_client.api import CoreApi
 from sm_client.api.commands import CommandsApi
 from sm_client.api.fleet import FleetApi
@@ -12,6 +14,9 @@ from sm_client.state.dashboard import DashboardState
 from sm_client.state.observable import Phase
 
 from .feeds import RecordingFeed, eventually
+
+# The first test also waits for the module's `up` (a minute on a loaded machine).
+pytestmark = pytest.mark.timeout(180)
 
 
 async def test_counts_summary_top_nodes_and_recent_commands(admin: CoreApi) -> None:
@@ -28,7 +33,7 @@ async def test_counts_summary_top_nodes_and_recent_commands(admin: CoreApi) -> N
         assert state.total == state.online + state.offline
         assert "fleet" in feed.handlers
         # the local agent has sent heartbeats: averages and top lists
-        await eventually(lambda: bool(state.top_cpu))
+        await eventually(lambda: bool(state.top_cpu), 45)
         assert state.metrics_load.phase is Phase.READY
         assert state.averages is not None
         assert state.averages["cpu"] is not None
@@ -79,7 +84,7 @@ async def test_the_dashboard_follows_fleet_over_the_real_feed(admin: CoreApi) ->
     state = DashboardState(admin, feed, interval=3600)
     try:
         await state.start()
-        await eventually(lambda: feed.connected)
+        await eventually(lambda: feed.connected, 45)
         assert "fleet" in feed.topics
         assert state.online >= 1
     finally:

@@ -11,6 +11,9 @@ from sm_client.api import ApiError, CoreApi
 from sm_client.api.fleet import FleetApi, Node
 from sm_client.api.metrics import LatestPage, MetricsApi
 
+# The first test also waits for the module's `up` (a minute on a loaded machine).
+pytestmark = pytest.mark.timeout(180)
+
 
 async def local_node(fleet: FleetApi) -> Node:
     page = await fleet.list_nodes(limit=10)

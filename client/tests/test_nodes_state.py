@@ -27,6 +27,9 @@ from .feeds import RecordingFeed, eventually
 
 PREFIX = "nlist"
 
+# The first test also waits for the module's `up` (a minute on a loaded machine).
+pytestmark = pytest.mark.timeout(180)
+
 
 def facts(hostname: str) -> dict[str, Any]:
     return {
@@ -198,14 +201,14 @@ async def test_live_rows_are_updated_in_place_and_coalesced(admin: CoreApi) -> N
         await state.start()
         row = state.row(local["id"])
         assert row is not None
-        await eventually(lambda: feed.connected)
+        await eventually(lambda: feed.connected, 45)
         first = row.sampled_at
         before = len(rebuilt)
-        await eventually(lambda: row.sampled_at is not None and row.sampled_at != first)
+        await eventually(lambda: row.sampled_at is not None and row.sampled_at != first, 45)
         assert row.values is not None
         assert row.values["cpu"] is not None
         assert row.values["mem_percent"] is not None
-        await eventually(lambda: bool(rows_changed))
+        await eventually(lambda: bool(rows_changed), 10)
         assert rows_changed[0] == [local["id"]]
         assert len(rebuilt) == before  # no whole-list re-render for a heartbeat
         assert feed.topics == ["fleet", f"node:{local['id']}"]
