@@ -150,8 +150,7 @@ def test_filter_nodes_by_label_open_one_and_its_hour_chart_has_data(
     assert client.has(ids.node_row(fleet.prod))
     client.screenshot("nodes-filtered")
 
-    client.click(ids.node_row(fleet.prod))
-    client.wait_id(ids.screen("node"))
+    client.tap_to(ids.node_row(fleet.prod), ids.screen("node"))
     client.wait_text(ids.NODE_TITLE, PROD_NAME)
     client.click(ids.node_range("1h"))
     chart = client.wait_text(
@@ -169,8 +168,7 @@ def test_run_echo_hello_on_two_nodes_from_the_composer(client: Client, fleet: We
     targets = [fleet.prod, fleet.svc]
     client.sign_in()
     client.go("commands")
-    client.click(ids.COMMANDS_NEW)
-    client.wait_id(ids.COMPOSER_SCRIPT)
+    client.tap_to(ids.COMMANDS_NEW, ids.COMPOSER_SCRIPT)
     for node_id in targets:
         client.wait_id(ids.composer_node(node_id))
     client.wait_loaded()
@@ -206,11 +204,10 @@ def test_restart_a_service_from_node_detail_is_audited_and_verified(
     assert restart not in fleet.calls.read_text()
     client.sign_in()
     client.go("nodes")
-    client.click(ids.node_row(fleet.svc))
-    client.wait_id(ids.screen("node"))
+    client.tap_to(ids.node_row(fleet.svc), ids.screen("node"))
     client.wait_text(ids.NODE_SERVICES, "nginx.service", timeout=30)
     client.screenshot("node-services")
-    client.click(ids.service_action("restart", "nginx.service"))
+    client.tap_to(ids.service_action("restart", "nginx.service"), ids.CONFIRM_OK)
     client.click(ids.CONFIRM_OK)
     wait_for(lambda: restart in fleet.calls.read_text(), 30, "systemctl restart nginx.service")
 
@@ -258,8 +255,7 @@ def test_a_viewer_signs_in_with_a_password_and_is_offered_no_run_or_admin_action
     client.go("nodes")
     client.wait_id(ids.node_row(fleet.svc))
     assert not client.offered(ids.NODES_BULK_RUN)
-    client.click(ids.node_row(fleet.svc))
-    client.wait_id(ids.screen("node"))
+    client.tap_to(ids.node_row(fleet.svc), ids.screen("node"))
     client.wait_id(ids.NODE_TITLE)
     client.wait_loaded()
     assert not client.offered(ids.NODE_RUN)
@@ -348,22 +344,20 @@ def visit_every_screen(client: Client, fleet: WebFleet, theme: str) -> list[str]
     shoot("nodes", lambda: client.wait_id(ids.node_row(fleet.svc)))
     shoot(
         "node",
-        lambda: client.click(ids.node_row(fleet.svc)),
-        lambda: client.wait_id(ids.screen("node")),
+        lambda: client.tap_to(ids.node_row(fleet.svc), ids.screen("node")),
         lambda: client.wait_text(ids.node_chart("cpu"), "points:", timeout=20),
     )
     client.go("commands")
     shoot("commands", lambda: client.wait_id(ids.command_row(fleet.command_id)))
     shoot(
         "command",
-        lambda: client.click(ids.command_row(fleet.command_id)),
+        lambda: client.tap_to(ids.command_row(fleet.command_id), ids.execution_output(fleet.svc)),
         lambda: client.wait_text(ids.execution_output(fleet.svc), "Linux"),
     )
     client.go("commands")
     shoot(
         "composer",
-        lambda: client.click(ids.COMMANDS_NEW),
-        lambda: client.wait_id(ids.COMPOSER_SCRIPT),
+        lambda: client.tap_to(ids.COMMANDS_NEW, ids.COMPOSER_SCRIPT),
     )
     client.go("audit")
     shoot("audit", lambda: client.wait_id(ids.AUDIT_LIST))

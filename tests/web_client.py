@@ -617,6 +617,20 @@ class Client:
                 if attempt == 2:
                     raise AssertionError(self.explain(f"screen {screen!r} never came")) from None
 
+    def tap_to(self, identifier: str, shown: str, attempts: int = 3) -> None:
+        """Tap ``identifier`` until ``shown`` appears (a tap landing while a screen
+        still loads can be lost on a busy machine; these taps are idempotent)."""
+        for attempt in range(attempts):
+            self.click(identifier)
+            try:
+                self.by_id(shown).first.wait_for(state="attached", timeout=10_000)
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise AssertionError(
+                        self.explain(f"tapping {identifier!r} never showed {shown!r}")
+                    ) from None
+
     def wait_loaded(self, timeout: float = 20) -> None:
         """Until no loading panel is shown."""
         from sm_client.views import ids
