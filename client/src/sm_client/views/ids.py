@@ -73,6 +73,9 @@ NODES_BULK_LABELS: Final = "nodes-bulk-labels"
 NODES_BULK_GROUP: Final = "nodes-bulk-group"
 NODES_PAGE_NEXT: Final = "nodes-page-next"
 NODES_PAGE_PREVIOUS: Final = "nodes-page-previous"
+NODES_FILTERS: Final = (
+    "nodes-filters"  # phones: opens the filter panel (labels, status, group, sort)
+)
 
 
 def node_row(node_id: str) -> str:

@@ -433,6 +433,7 @@ class NodesScreen:
         active = self.state.filters.active - (1 if self.state.filters.q else 0)
         toggle_label = t("nodes.filters_active", n=active) if active else t("nodes.filters")
         toggle = ft.Semantics(
+            identifier=ids.NODES_FILTERS,
             label=toggle_label,
             content=ft.IconButton(
                 icon=ft.Icons.FILTER_LIST,
