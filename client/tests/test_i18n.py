@@ -41,3 +41,14 @@ def test_switching_the_language_changes_the_texts_and_notifies() -> None:
     i18n.set_language(Language.ZH)  # no change, no call
     assert calls == ["zh"]
     assert i18n.t("no.such.key") == "no.such.key"
+
+
+def test_a_count_of_one_takes_the_singular_where_there_is_one() -> None:
+    i18n = Translator()
+    assert i18n.t("nodes.count", n=1) == "1 node"
+    assert i18n.t("nodes.count", n=2) == "2 nodes"
+    assert i18n.t("nodes.count", n=0) == "0 nodes"
+    assert i18n.t("admin.groups.node_count", count=1) == "1 node"
+    i18n.set_language(Language.ZH)
+    assert "1" in i18n.t("nodes.count", n=1)
+    assert "节点" in i18n.t("nodes.count", n=1)

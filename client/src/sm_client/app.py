@@ -20,16 +20,13 @@ from sm_client.state.preferences import Preferences, Theme
 from sm_client.state.session import Phase, Session
 from sm_client.views.connect import ConnectScreen
 from sm_client.views.context import RouteParams, Screen, ScreenContext
+from sm_client.views.fonts import CJK_FONT, FONTS
 from sm_client.views.settings import SettingsScreen
 from sm_client.views.shell import Shell
 
 log = logging.getLogger(__name__)
 
 SEED: Final = "#2F6FB3"  # a calm steel blue: Material 3 derives both schemes from it
-# Bundled (``assets/fonts``): the web app loads no fonts from the internet, and
-# Flutter's own fallback for Chinese would fetch one.
-CJK_FONT: Final = "Noto Sans SC"
-FONTS: Final = {CJK_FONT: "fonts/NotoSansSC-Regular.otf"}
 THEME_MODES: Final = {
     Theme.LIGHT: ft.ThemeMode.LIGHT,
     Theme.DARK: ft.ThemeMode.DARK,

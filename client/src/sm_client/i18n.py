@@ -2,7 +2,9 @@
 
 Strings live in ``sm_client.locales.<area>`` modules, one per screen area,
 each with an ``EN`` and a ``ZH`` dict holding the same keys (a test checks
-it). Keys are ``<area>.<what>``; values are ``str.format`` templates.
+it). Keys are ``<area>.<what>``; values are ``str.format`` templates. A key
+with a count (``n`` or ``count``) may have a ``<key>.one`` twin, used when the
+count is 1 ("1 node", not "1 nodes").
 """
 
 from __future__ import annotations
@@ -56,5 +58,10 @@ class Translator(Observable):
 
     def t(self, key: str, **values: object) -> str:
         """The text of ``key`` in the current language, formatted with ``values``."""
+        if (
+            values.get("n", values.get("count")) == 1
+            and f"{key}.one" in self._catalogs[Language.EN]
+        ):
+            key = f"{key}.one"
         text = self._catalogs[self.language].get(key) or self._catalogs[Language.EN].get(key, key)
         return text.format(**values) if values else text

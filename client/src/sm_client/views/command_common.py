@@ -132,7 +132,7 @@ def target_text(i18n: Translator, target: Target | Mapping[str, Any], node_count
 
 
 def nodes_text(i18n: Translator, n: int) -> str:
-    return i18n.t("commands.node_count_one") if n == 1 else i18n.t("commands.nodes_count", n=n)
+    return i18n.t("commands.nodes_count", n=n)
 
 
 def ended_count(command: CommandSummary) -> int:

@@ -28,6 +28,8 @@ STATUS_COLORS: Final = {
     "cancelled": ft.Colors.TERTIARY,
 }
 FAILED_STATES: Final = ("failed", "timed_out", "expired", "refused")
+# Below this window width the card headings' buttons shrink to icons.
+NARROW: Final = 600
 
 
 def command_title(command: CommandSummary) -> str:
@@ -198,7 +200,7 @@ class DashboardScreen:
             t("dashboard.online"),
             str(s.online),
             ft.Text(
-                t("dashboard.of_one") if s.total == 1 else t("dashboard.of_total", n=s.total),
+                t("dashboard.of_total", n=s.total),
                 size=12,
                 color=ft.Colors.ON_SURFACE_VARIANT,
             ),
@@ -398,13 +400,25 @@ class DashboardScreen:
             ft.TextButton(t("dashboard.view_all"), on_click=self._go("/commands"))
         ]
         if s.can_run:
-            actions.append(
-                ft.FilledTonalButton(
-                    t("dashboard.new_command"),
-                    icon=ft.Icons.ADD,
-                    on_click=self._go("/commands/new"),
+            if (self.ctx.page.width or 0) < NARROW:  # a phone: the heading keeps one line
+                actions.append(
+                    ft.Semantics(
+                        label=t("dashboard.new_command"),
+                        content=ft.IconButton(
+                            ft.Icons.ADD,
+                            tooltip=t("dashboard.new_command"),
+                            on_click=self._go("/commands/new"),
+                        ),
+                    )
                 )
-            )
+            else:
+                actions.append(
+                    ft.FilledTonalButton(
+                        t("dashboard.new_command"),
+                        icon=ft.Icons.ADD,
+                        on_click=self._go("/commands/new"),
+                    )
+                )
         body: ft.Control
         if s.commands_load.phase is not Phase.READY:
             body = self._panel(s.commands_load, s.refresh_commands, t("dashboard.commands_empty"))

@@ -489,7 +489,7 @@ class NodesScreen:
     def _render_summary(self) -> None:
         t = self.ctx.i18n.t
         s = self.state
-        count = t("nodes.count_one") if s.total == 1 else t("nodes.count", n=s.total)
+        count = t("nodes.count", n=s.total)
         parts: list[ft.Control] = []
         if (self.state.can_write or self.state.can_run) and not self.wide:
             parts.append(

@@ -12,6 +12,7 @@ from sm_client.state.preferences import Preferences, Theme
 from sm_client.state.session import Session
 from sm_client.views import ids
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.fonts import CJK_FONT
 
 # Each language named in itself, whatever the current language.
 LANGUAGE_NAMES = {Language.EN: "English", Language.ZH: "简体中文"}
@@ -90,12 +91,14 @@ class SettingsScreen:
         icon: ft.IconData | None,
         selected: bool,
         on_click: Callable[[], None],
+        font: str | None = None,
     ) -> ft.Control:
         button: ft.Control
+        label = ft.Text(text, font_family=font)
         if selected:
-            button = ft.FilledTonalButton(text, icon=ft.Icons.CHECK, on_click=on_click)
+            button = ft.FilledTonalButton(label, icon=ft.Icons.CHECK, on_click=on_click)
         else:
-            button = ft.OutlinedButton(text, icon=icon, on_click=on_click)
+            button = ft.OutlinedButton(label, icon=icon, on_click=on_click)
         return ft.Semantics(identifier=identifier, selected=selected, content=button)
 
     def _section(self, title: str, icon: ft.IconData, body: list[ft.Control]) -> ft.Control:
@@ -162,6 +165,8 @@ class SettingsScreen:
                     ft.Icons.TRANSLATE,
                     self.prefs.language is language,
                     self._language(language),
+                    # drawn in the bundled font even while the app speaks English
+                    font=CJK_FONT if language is Language.ZH else None,
                 )
                 for language in Language
             ],
