@@ -37,6 +37,9 @@ class ComposerScreen(ScreenBase):
         self.state = ComposerState(ctx.api)
         super().__init__(ctx, self.state)
         self.params = dict(params)
+        # One checkbox per node, kept across renders: a rebuilt checkbox would
+        # drop a tap that lands while the previous tick re-renders the picker.
+        self._checks: dict[str, tuple[ft.Semantics, ft.Checkbox]] = {}
         s = self.state
 
         def field(name: str, **kw: object) -> ft.TextField:
@@ -342,11 +345,7 @@ class ComposerScreen(ScreenBase):
         )
         return ft.Row(
             [
-                ft.Semantics(
-                    identifier=ids.composer_node(pick.id),
-                    label=pick.name,
-                    content=ft.Checkbox(value=on, on_change=self._toggle_node(pick.id)),
-                ),
+                self._check(pick, on),
                 dot,
                 ft.Text(
                     pick.name, size=14, no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS, expand=True
@@ -356,6 +355,16 @@ class ComposerScreen(ScreenBase):
             spacing=8,
             vertical_alignment=ft.CrossAxisAlignment.CENTER,
         )
+
+    def _check(self, pick: Pick, on: bool) -> ft.Semantics:
+        if pick.id not in self._checks:
+            check = ft.Checkbox(on_change=self._toggle_node(pick.id))
+            wrapper = ft.Semantics(identifier=ids.composer_node(pick.id), content=check)
+            self._checks[pick.id] = (wrapper, check)
+        wrapper, check = self._checks[pick.id]
+        wrapper.label = pick.name
+        check.value = on
+        return wrapper
 
     def _group_picker(self) -> ft.Control:
         s = self.state
