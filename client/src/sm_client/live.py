@@ -153,6 +153,10 @@ class LiveEvents(Observable):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        sends = list(self._sends)
+        for send in sends:
+            send.cancel()
+        await asyncio.gather(*sends, return_exceptions=True)
         await self._drop()
 
     async def reconnect(self) -> None:
@@ -327,8 +331,13 @@ class LiveEvents(Observable):
     async def _drop(self) -> None:
         socket, self._socket = self._socket, None
         if socket is not None:
-            with contextlib.suppress(Exception):
-                await socket.close()
+            try:
+                with contextlib.suppress(Exception):
+                    await socket.close()
+            finally:
+                # Never leave the transport to the garbage collector, even when the
+                # closing handshake was cut short (cancelled, or the loop is ending).
+                socket.transport.abort()
         self._set_connected(False)
 
     def _set_connected(self, connected: bool) -> None:
