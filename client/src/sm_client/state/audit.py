@@ -15,8 +15,8 @@ from typing import Final
 
 from sm_client.api import ApiError, CoreApi
 from sm_client.api.commands import AuditRecord, AuditVerdict, CommandsApi
-from sm_client.state.commands import Cursors
-from sm_client.state.observable import Load, Observable, Problem
+from sm_client.state.observable import Load, Problem
+from sm_client.state.paging import CursorPaged, Cursors
 
 PAGE: Final = 50
 # Time windows the list offers (seconds back from now; "" = all time).
@@ -67,7 +67,7 @@ class AuditFilters:
         return bool(self.actor or self.action or self.target or self.window)
 
 
-class AuditState(Observable):
+class AuditState(CursorPaged[AuditFilters]):
     def __init__(self, api: CoreApi, *, page_size: int = PAGE) -> None:
         super().__init__()
         self.api = api
@@ -136,21 +136,6 @@ class AuditState(Observable):
             f.window = window if window in WINDOWS else ""
         self.cursors.reset()
         await self.refresh()
-
-    async def clear_filters(self) -> None:
-        self.filters = AuditFilters()
-        self.cursors.reset()
-        await self.refresh()
-
-    async def next_page(self) -> None:
-        if self.cursors.has_next:
-            self.cursors.forward()
-            await self.refresh()
-
-    async def previous_page(self) -> None:
-        if self.cursors.has_previous:
-            self.cursors.back()
-            await self.refresh()
 
     async def verify(self) -> None:
         """Have the core check the chain; the verdict (or the problem) is kept."""

@@ -1,7 +1,6 @@
 """The command history's view-model: filtered, paged, newest first.
 
-The core pages with opaque cursors; :class:`Cursors` remembers the cursor of
-each page seen so the view can go back as well as forward. Filters (actor,
+The core pages with opaque cursors (``sm_client.state.paging``). Filters (actor,
 kind, status, node) apply from the first page again. While commands on the
 shown page are still running the view calls :meth:`CommandsState.refresh`
 now and then (there is no live topic for the history itself).
@@ -9,49 +8,15 @@ now and then (there is no live topic for the history itself).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, cast
 
 from sm_client.api import ApiError, CoreApi
 from sm_client.api.commands import CommandsApi, CommandStatus, CommandSummary, Kind
-from sm_client.state.observable import Load, Observable
+from sm_client.state.observable import Load
+from sm_client.state.paging import CursorPaged, Cursors
 
 PAGE: Final = 25
-
-
-@dataclass
-class Cursors:
-    """The cursor of each page seen: ``[None, c1, c2, ...]``; ``index`` is the page shown."""
-
-    pages: list[str | None] = field(default_factory=lambda: [None])
-    index: int = 0
-    next_cursor: str | None = None
-
-    @property
-    def current(self) -> str | None:
-        return self.pages[self.index]
-
-    @property
-    def has_next(self) -> bool:
-        return self.next_cursor is not None
-
-    @property
-    def has_previous(self) -> bool:
-        return self.index > 0
-
-    def reset(self) -> None:
-        self.pages, self.index, self.next_cursor = [None], 0, None
-
-    def forward(self) -> None:
-        if self.next_cursor is None:
-            return
-        del self.pages[self.index + 1 :]
-        self.pages.append(self.next_cursor)
-        self.index += 1
-
-    def back(self) -> None:
-        if self.index > 0:
-            self.index -= 1
 
 
 @dataclass
@@ -66,7 +31,7 @@ class CommandFilters:
         return bool(self.actor or self.kind or self.status or self.node_id)
 
 
-class CommandsState(Observable):
+class CommandsState(CursorPaged[CommandFilters]):
     def __init__(self, api: CoreApi, *, page_size: int = PAGE) -> None:
         super().__init__()
         self.api = api
@@ -142,18 +107,3 @@ class CommandsState(Observable):
             f.node_id = node_id.strip()
         self.cursors.reset()
         await self.refresh()
-
-    async def clear_filters(self) -> None:
-        self.filters = CommandFilters()
-        self.cursors.reset()
-        await self.refresh()
-
-    async def next_page(self) -> None:
-        if self.cursors.has_next:
-            self.cursors.forward()
-            await self.refresh()
-
-    async def previous_page(self) -> None:
-        if self.cursors.has_previous:
-            self.cursors.back()
-            await self.refresh()
