@@ -342,6 +342,7 @@ class NodeDetail(Observable):
         self._follow_stop: Stop | None = None
         self._active = False
         self._left = False
+        self._list_on_load = False
 
     # --- scopes --------------------------------------------------------------------
 
@@ -367,9 +368,15 @@ class NodeDetail(Observable):
 
     # --- lifetime ------------------------------------------------------------------
 
-    async def enter(self) -> None:
-        """Subscribe to the node's topics, then read everything over REST."""
+    async def enter(self, *, list_services: bool = False) -> None:
+        """Subscribe to the node's topics, then read everything over REST.
+
+        ``list_services``: also list the node's services (when it is online and
+        the token may run commands), beside the other reads rather than after
+        them: slow charts must not hold the services back.
+        """
         self._active, self._left = True, False
+        self._list_on_load = list_services
         self._stops.append(self.feed.subscribe("fleet", self._on_fleet))
         if self.can_read_metrics:
             self._stops.append(self.feed.subscribe(f"node:{self.node_id}", self._on_metrics))
@@ -415,6 +422,9 @@ class NodeDetail(Observable):
             return
         self.load.ready()
         self.changed()
+        if self._list_on_load and self.can_run and self.online:
+            self._list_on_load = False  # once per visit, not again on each re-sync
+            self._spawn(self.list_services())
         await asyncio.gather(self._read_latest(), self.read_charts(), self.read_executions())
 
     async def _read_latest(self) -> None:

@@ -299,10 +299,9 @@ class NodeScreen:
     async def enter(self) -> None:
         if not self._stops:
             self._stops = [self.state.listen(self._changed), self.i18n.listen(self._relabel)]
-        await self.state.enter()
-        if self.state.node is not None and self.state.can_run and self.state.online:
-            # In the background: the screen is usable while systemctl runs on the node.
-            self._spawn(self.state.list_services)
+        # The services are listed in the background, beside the charts: the screen
+        # is usable while systemctl runs on the node.
+        await self.state.enter(list_services=True)
 
     def leave(self) -> None:
         for stop in self._stops:
