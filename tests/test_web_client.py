@@ -205,7 +205,8 @@ def test_restart_a_service_from_node_detail_is_audited_and_verified(
     client.sign_in()
     client.go("nodes")
     client.tap_to(ids.node_row(fleet.svc), ids.screen("node"))
-    client.wait_text(ids.NODE_SERVICES, "nginx.service", timeout=30)
+    # a `service list` command's round trip through the core and the agent
+    client.wait_text(ids.NODE_SERVICES, "nginx.service", timeout=60)
     client.screenshot("node-services")
     client.tap_to(ids.service_action("restart", "nginx.service"), ids.CONFIRM_OK)
     client.click(ids.CONFIRM_OK)
@@ -370,7 +371,7 @@ def visit_every_screen(client: Client, fleet: WebFleet, theme: str) -> list[str]
     return problems
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)  # 40 screenshots; a loaded CI machine took over 600 s
 def test_screenshot_tour_of_every_screen(browser: Browser, fleet: WebFleet) -> None:
     problems: list[str] = []
     written: list[Path] = []

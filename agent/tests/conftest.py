@@ -249,6 +249,11 @@ class Gateway:
     async def wait_connected(self) -> None:
         await self.wait(lambda: self._ws is not None, 20.0, "the agent connected")
 
+    @property
+    def connected(self) -> bool:
+        """Whether an agent's connection is held (it ends after the agent's process exits)."""
+        return self._ws is not None
+
     async def drop(self) -> None:
         if self._ws is not None:
             await self._ws.close(1001, "going away")

@@ -214,6 +214,8 @@ async def test_forged_replayed_expired_misaddressed_and_unknown_versions_are_ref
     )
     # … also after the agent restarts: accepted ids are kept on disk.
     assert await agent.stop() == 0
+    # The order must reach the restarted agent, not the old connection while it closes.
+    await gateway.wait(lambda: not gateway.connected, 20.0, "the old connection ended")
     await agent.start()
     await gateway.execute(order)
     await gateway.wait(
