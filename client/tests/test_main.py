@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import runpy
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +136,24 @@ def test_routes_resolve_to_their_screen_and_parameters() -> None:
     assert found is not None
     assert found[0].nav == "settings"
     assert resolve("/no/such/screen") is None
+
+
+def test_flet_build_finds_the_entry_and_it_opens_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``flet build`` (flet-cli 1.0.5) packages ``[tool.flet.app] path`` and runs
+    ``<module>.py`` from it as ``__main__``: that file must exist there, its
+    imports resolve from that folder, and it opens the app as a window."""
+    client = Path(__file__).resolve().parents[1]
+    app = tomllib.loads((client / "pyproject.toml").read_text())["tool"]["flet"]["app"]
+    root = client / app["path"]
+    entry_file = root / f"{app['module']}.py"
+    assert entry_file.is_file()
+    assert (root / "sm_client" / "__init__.py").is_file()  # packaged beside it
+    calls: list[list[str]] = []
+    monkeypatch.setattr(entry, "main", lambda argv=None: calls.append(list(argv or [])) or 0)
+    monkeypatch.setattr(sys, "argv", [str(entry_file), "--unexpected"])
+    with pytest.raises(SystemExit) as ended:
+        runpy.run_path(str(entry_file), run_name="__main__")
+    assert ended.value.code == 0
+    assert calls == [[]]  # no command line: the desktop or phone window

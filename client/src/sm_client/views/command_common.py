@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -142,7 +143,7 @@ def ended_count(command: CommandSummary) -> int:
     )
 
 
-class ScreenBase:
+class ScreenBase(ABC):
     """A screen's root, its width, listening to its view-model and the language."""
 
     name = "commands"
@@ -197,8 +198,9 @@ class ScreenBase:
         if wide != self.wide:
             self.refresh()
 
+    @abstractmethod
     def render(self) -> None:
-        raise NotImplementedError
+        """Rebuild the body from the view-model (called on each change)."""
 
     def refresh(self) -> None:
         self.render()
