@@ -8,15 +8,24 @@ WebSockets to the real services.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sm_client.api import CoreApi, SecretKeyLogin
+from sm_client.live import LiveEvents
 from sm_ctl.banner import Banner
 from sm_ctl.instance import UpProcess, free_port_pair
+
+# tests/live_core.py (the shared Agent) lives in the repository's tests/ folder.
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.live_core import Agent  # noqa: E402
 
 # Response validation on (a contract breach is a 500 the tests see); heartbeats
 # every second so live metrics and charts fill quickly.
@@ -57,3 +66,27 @@ async def admin(core: Core, tmp_path: Path) -> AsyncIterator[CoreApi]:
         yield api
     finally:
         await api.aclose()
+
+
+@pytest.fixture
+async def feed(admin: CoreApi) -> AsyncIterator[LiveEvents]:
+    """The live feed of ``admin``, connecting in the background, closed after the test."""
+    live = LiveEvents(admin)
+    live.start()
+    try:
+        yield live
+    finally:
+        await live.close()
+
+
+@contextlib.contextmanager
+def extra_agent(
+    core: Core, root: Path, settings: Iterable[str], env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Another real agent enrolled in ``core`` (state under ``root``); yields its node id."""
+    agent = Agent(root, core.api_url, core.ready.enrollment_key, settings=settings, env=env)
+    agent.start()
+    try:
+        yield agent.node_id()
+    finally:
+        agent.stop()

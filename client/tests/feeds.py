@@ -1,4 +1,4 @@
-"""A Feed the tests drive by hand, and a polling helper."""
+"""A Feed the tests drive by hand, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -39,8 +39,11 @@ class RecordingFeed:
         return {t.removeprefix("node:") for t in self.handlers if t.startswith("node:")}
 
 
-async def eventually(check: Callable[[], bool], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
+async def until(
+    check: Callable[[], bool], within: float = 20, what: str = "the condition", step: float = 0.05
+) -> None:
+    """Poll ``check`` on the running loop until it holds; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+        assert time.monotonic() < deadline, f"timed out after {within:g} s waiting for {what}"
+        await asyncio.sleep(step)

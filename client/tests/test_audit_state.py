@@ -11,15 +11,7 @@ from sm_client.state.audit import AuditState
 from sm_client.state.commands import CommandsState
 from sm_client.state.observable import Phase
 
-
-async def local_node(api: CoreApi) -> str:
-    deadline = time.monotonic() + 30
-    while True:
-        page = await api.call("GET", "/api/v1/nodes", params={"status": "online", "limit": 10})
-        if page["items"]:
-            return str(page["items"][0]["id"])
-        assert time.monotonic() < deadline, "up's local agent never came online"
-        await asyncio.sleep(0.2)
+from .online import local_node
 
 
 async def some_commands(api: CoreApi, count: int) -> list[str]:

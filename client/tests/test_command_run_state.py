@@ -8,12 +8,9 @@ a reconnect re-syncs; cancel (command, one execution) and re-run.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,12 +21,9 @@ from sm_client.state.command_run import CommandRunState
 from sm_client.state.feed import Handler, Message, Resync, Stop
 from sm_client.state.observable import Phase
 
-from .conftest import Core
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from tests.live_core import Agent  # noqa: E402
+from .conftest import Core, extra_agent
+from .feeds import until
+from .online import online_nodes
 
 
 class QuietFeed:
@@ -53,44 +47,8 @@ class QuietFeed:
 @pytest.fixture(scope="module")
 def second_node(core: Core, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Another agent allowing shell commands, besides up's local one."""
-    agent = Agent(
-        tmp_path_factory.mktemp("second-agent"),
-        core.api_url,
-        core.ready.enrollment_key,
-        settings=["allow_shell = true"],
-    )
-    agent.start()
-    try:
-        yield agent.node_id()
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def feed(admin: CoreApi) -> AsyncIterator[LiveEvents]:
-    live = LiveEvents(admin)
-    live.start()
-    try:
-        yield live
-    finally:
-        await live.close()
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-async def online_nodes(api: CoreApi, count: int) -> list[str]:
-    deadline = time.monotonic() + 30
-    while True:
-        page = await api.call("GET", "/api/v1/nodes", params={"status": "online", "limit": 10})
-        if len(page["items"]) >= count:
-            return sorted(str(n["id"]) for n in page["items"])
-        assert time.monotonic() < deadline, f"fewer than {count} nodes online"
-        await asyncio.sleep(0.2)
+    with extra_agent(core, tmp_path_factory.mktemp("second-agent"), ["allow_shell = true"]) as node:
+        yield node
 
 
 def shell(node_ids: list[str], script: str, timeout: int = 30) -> CommandCreate:

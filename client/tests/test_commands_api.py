@@ -10,16 +10,7 @@ import pytest
 from sm_client.api import ApiError, CoreApi
 from sm_client.api.commands import ENDED, Command, CommandsApi, decoded
 
-
-async def local_node(api: CoreApi) -> str:
-    """The id of up's local agent once it is online."""
-    deadline = time.monotonic() + 30
-    while True:
-        page = await api.call("GET", "/api/v1/nodes", params={"status": "online", "limit": 10})
-        if page["items"]:
-            return str(page["items"][0]["id"])
-        assert time.monotonic() < deadline, "up's local agent never came online"
-        await asyncio.sleep(0.2)
+from .online import local_node
 
 
 async def until_ended(commands: CommandsApi, command_id: str, within: float = 30) -> Command:

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 from sm_client.api import CoreApi
 from sm_client.api.commands import CommandsApi
 from sm_client.api.fleet import FleetApi
 from sm_client.state.composer import ComposerState
 from sm_client.state.observable import Phase
 
-
-async def local_node(api: CoreApi) -> str:
-    deadline = time.monotonic() + 30
-    while True:
-        page = await api.call("GET", "/api/v1/nodes", params={"status": "online", "limit": 10})
-        if page["items"]:
-            return str(page["items"][0]["id"])
-        assert time.monotonic() < deadline, "up's local agent never came online"
-        await asyncio.sleep(0.2)
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+from .feeds import until
+from .online import local_node
 
 
 async def test_nodes_preselected_by_the_route_are_counted_and_run(admin: CoreApi) -> None:

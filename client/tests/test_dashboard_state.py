@@ -13,7 +13,7 @@ from sm_client.live import LiveEvents
 from sm_client.state.dashboard import DashboardState
 from sm_client.state.observable import Phase
 
-from .feeds import RecordingFeed, eventually
+from .feeds import RecordingFeed, until
 
 # The first test also waits for the module's `up` (a minute on a loaded machine).
 pytestmark = pytest.mark.timeout(180)
@@ -33,7 +33,7 @@ async def test_counts_summary_top_nodes_and_recent_commands(admin: CoreApi) -> N
         assert state.total == state.online + state.offline
         assert "fleet" in feed.handlers
         # the local agent has sent heartbeats: averages and top lists
-        await eventually(lambda: bool(state.top_cpu), 45)
+        await until(lambda: bool(state.top_cpu), 45)
         assert state.metrics_load.phase is Phase.READY
         assert state.averages is not None
         assert state.averages["cpu"] is not None
@@ -45,7 +45,7 @@ async def test_counts_summary_top_nodes_and_recent_commands(admin: CoreApi) -> N
         assert len(state.commands) <= state.recent
         # the summary is refreshed while shown
         first = state.summary_at
-        await eventually(lambda: state.summary_at != first, 10)
+        await until(lambda: state.summary_at != first, 10)
     finally:
         state.stop()
     assert feed.handlers == {}
@@ -69,7 +69,7 @@ async def test_status_events_re_read_the_counts_once_per_burst(admin: CoreApi) -
         for _ in range(10):
             feed.send("fleet", {"type": "event", "topic": "fleet", "event": event})
         feed.send("fleet", {"type": "event", "topic": "fleet", "event": {"type": "other"}})
-        await eventually(lambda: bool(reads), 5)
+        await until(lambda: bool(reads), 5)
         await asyncio.sleep(0.3)
         assert len(reads) == 1
         await feed.resyncs[0]()  # a reconnect re-reads everything
@@ -84,7 +84,7 @@ async def test_the_dashboard_follows_fleet_over_the_real_feed(admin: CoreApi) ->
     state = DashboardState(admin, feed, interval=3600)
     try:
         await state.start()
-        await eventually(lambda: feed.connected, 45)
+        await until(lambda: feed.connected, 45)
         assert "fleet" in feed.topics
         assert state.online >= 1
     finally:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from sm_client.state.feed import Message
 from sm_ctl.instance import UpProcess, free_port_pair
 
 from .conftest import STRICT, Core
+from .feeds import until
 
 TTL = 8
 
@@ -52,14 +53,6 @@ async def feed(admin: CoreApi) -> AsyncIterator[LiveEvents]:
         yield live
     finally:
         await live.close()
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_candidates_follow_ups_layout(monkeypatch: pytest.MonkeyPatch) -> None:

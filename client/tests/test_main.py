@@ -151,7 +151,12 @@ def test_flet_build_finds_the_entry_and_it_opens_the_window(
     assert entry_file.is_file()
     assert (root / "sm_client" / "__init__.py").is_file()  # packaged beside it
     calls: list[list[str]] = []
-    monkeypatch.setattr(entry, "main", lambda argv=None: calls.append(list(argv or [])) or 0)
+
+    def record(argv: list[str] | None = None) -> int:
+        calls.append(list(argv or []))
+        return 0
+
+    monkeypatch.setattr(entry, "main", record)
     monkeypatch.setattr(sys, "argv", [str(entry_file), "--unexpected"])
     with pytest.raises(SystemExit) as ended:
         runpy.run_path(str(entry_file), run_name="__main__")

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +32,8 @@ from sm_client.state.node_detail import (
 from sm_client.state.observable import Load, Phase
 from sm_ctl import local_agent
 
-from .conftest import Core
-
-# tests/live_core.py (the shared Agent) lives in the repository's tests/ folder.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-from tests.live_core import Agent  # noqa: E402
+from .conftest import Core, extra_agent
+from .feeds import until
 
 # What a recording ``systemctl`` prints for ``list-units`` (the real format of
 # ``systemctl list-units --type=service --all --no-pager --plain``).
@@ -97,40 +91,15 @@ def service_node(core: Core, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     logs = root / "logs"
     logs.mkdir()
     (logs / "app.log").write_text("".join(f"line {i}\n" for i in range(1, 11)))
-    agent = Agent(
-        root / "agent",
-        core.api_url,
-        core.ready.enrollment_key,
-        settings=[
-            "allow_service = true",
-            "allow_logs = true",
-            'service_units = ["nginx.service", "app-*"]',
-            f'log_roots = ["{logs}"]',
-        ],
-        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
-    )
-    agent.start()
-    try:
-        yield ServiceNode(agent.node_id(), calls, logs)
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def feed(admin: CoreApi) -> AsyncIterator[LiveEvents]:
-    live = LiveEvents(admin)
-    live.start()
-    try:
-        yield live
-    finally:
-        await live.close()
-
-
-async def until(check: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
+    settings = [
+        "allow_service = true",
+        "allow_logs = true",
+        'service_units = ["nginx.service", "app-*"]',
+        f'log_roots = ["{logs}"]',
+    ]
+    path = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    with extra_agent(core, root / "agent", settings, env=path) as node:
+        yield ServiceNode(node, calls, logs)
 
 
 async def online(api: CoreApi, node_id: str) -> None:

@@ -23,7 +23,7 @@ from sm_client.state.nodes import NodeFilters, NodesState, parse_label_changes
 from sm_client.state.observable import Phase
 
 from .conftest import Core
-from .feeds import RecordingFeed, eventually
+from .feeds import RecordingFeed, until
 
 PREFIX = "nlist"
 
@@ -201,14 +201,14 @@ async def test_live_rows_are_updated_in_place_and_coalesced(admin: CoreApi) -> N
         await state.start()
         row = state.row(local["id"])
         assert row is not None
-        await eventually(lambda: feed.connected, 45)
+        await until(lambda: feed.connected, 45)
         first = row.sampled_at
         before = len(rebuilt)
-        await eventually(lambda: row.sampled_at is not None and row.sampled_at != first, 45)
+        await until(lambda: row.sampled_at is not None and row.sampled_at != first, 45)
         assert row.values is not None
         assert row.values["cpu"] is not None
         assert row.values["mem_percent"] is not None
-        await eventually(lambda: bool(rows_changed), 10)
+        await until(lambda: bool(rows_changed), 10)
         assert rows_changed[0] == [local["id"]]
         assert len(rebuilt) == before  # no whole-list re-render for a heartbeat
         assert feed.topics == ["fleet", f"node:{local['id']}"]
@@ -255,7 +255,7 @@ async def test_status_events_and_bursts_of_heartbeats(admin: CoreApi, enrolled: 
                 },
             },
         )
-        await eventually(lambda: bool(delivered), 5)
+        await until(lambda: bool(delivered), 5)
         await asyncio.sleep(0.3)
         assert len(delivered) == 1
         assert sorted(delivered[0]) == sorted([node, enrolled[1]])
