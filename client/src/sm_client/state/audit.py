@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from sm_client.api import ApiError, CoreApi
-from sm_client.api.commands import AuditRecord, AuditVerdict, CommandsApi
-from sm_client.state.observable import Load, Problem
-from sm_client.state.paging import CursorPaged, Cursors
+from sm_client.api.commands import AuditRecord, AuditVerdict
+from sm_client.state.observable import Problem
+from sm_client.state.paging import CursorPaged
 
 PAGE: Final = 50
 # Time windows the list offers (seconds back from now; "" = all time).
@@ -67,26 +67,15 @@ class AuditFilters:
         return bool(self.actor or self.action or self.target or self.window)
 
 
-class AuditState(CursorPaged[AuditFilters]):
+class AuditState(CursorPaged[AuditFilters, AuditRecord]):
     def __init__(self, api: CoreApi, *, page_size: int = PAGE) -> None:
-        super().__init__()
-        self.api = api
-        self.commands = CommandsApi(api)
-        self.page_size = page_size
-        self.load = Load()
-        self.items: list[AuditRecord] = []
-        self.filters = AuditFilters()
-        self.cursors = Cursors()
+        super().__init__(api, AuditFilters(), page_size=page_size)
         self.filter_error = ""  # an i18n key when a filter cannot be sent as typed
         # verification
         self.verifying = False
         self.verdict: AuditVerdict | None = None
         self.verify_problem: Problem | None = None
         self.verified_at: float | None = None
-
-    @property
-    def page_number(self) -> int:
-        return self.cursors.index + 1
 
     async def refresh(self) -> None:
         self.load.loading()

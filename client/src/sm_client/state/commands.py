@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 from sm_client.api import ApiError, CoreApi
-from sm_client.api.commands import CommandsApi, CommandStatus, CommandSummary, Kind
-from sm_client.state.observable import Load
-from sm_client.state.paging import CursorPaged, Cursors
+from sm_client.api.commands import CommandStatus, CommandSummary, Kind
+from sm_client.state.paging import CursorPaged
 
 PAGE: Final = 25
 
@@ -31,25 +30,13 @@ class CommandFilters:
         return bool(self.actor or self.kind or self.status or self.node_id)
 
 
-class CommandsState(CursorPaged[CommandFilters]):
+class CommandsState(CursorPaged[CommandFilters, CommandSummary]):
     def __init__(self, api: CoreApi, *, page_size: int = PAGE) -> None:
-        super().__init__()
-        self.api = api
-        self.commands = CommandsApi(api)
-        self.page_size = page_size
-        self.load = Load()
-        self.items: list[CommandSummary] = []
-        self.filters = CommandFilters()
-        self.cursors = Cursors()
+        super().__init__(api, CommandFilters(), page_size=page_size)
 
     @property
     def may_run(self) -> bool:
         return self.api.may("commands:run")
-
-    @property
-    def page_number(self) -> int:
-        """1 for the first page."""
-        return self.cursors.index + 1
 
     @property
     def any_running(self) -> bool:

@@ -11,7 +11,9 @@ from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from sm_client.state.observable import Observable
+from sm_client.api import CoreApi
+from sm_client.api.commands import CommandsApi
+from sm_client.state.observable import Load, Observable
 
 
 @dataclass
@@ -50,13 +52,27 @@ class Cursors:
 
 
 Filters = TypeVar("Filters")
+Item = TypeVar("Item")
 
 
-class CursorPaged(Observable, Generic[Filters]):
-    """A paged, filtered list: ``filters`` is a dataclass whose defaults mean "no filter"."""
+class CursorPaged(Observable, Generic[Filters, Item]):
+    """A paged, filtered list of ``Item``: ``filters`` is a dataclass whose defaults
+    mean "no filter"; ``items`` is the page shown."""
 
-    cursors: Cursors
-    filters: Filters
+    def __init__(self, api: CoreApi, filters: Filters, *, page_size: int) -> None:
+        super().__init__()
+        self.api = api
+        self.commands = CommandsApi(api)
+        self.page_size = page_size
+        self.load = Load()
+        self.items: list[Item] = []
+        self.filters = filters
+        self.cursors = Cursors()
+
+    @property
+    def page_number(self) -> int:
+        """1 for the first page."""
+        return self.cursors.index + 1
 
     @abstractmethod
     async def refresh(self) -> None:

@@ -34,6 +34,7 @@ from sm_client.state.admin import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import muted, pill
 
 WIDE: Final = 720  # px of the screen's own width from which tabs are tables
 DIALOG_WIDTH: Final = 440
@@ -63,25 +64,8 @@ STATE_COLORS: Final = {
 # --- small pieces ----------------------------------------------------------------------
 
 
-def pill(text: str, bg: str, fg: str, *, icon: ft.IconData | None = None) -> ft.Control:
-    children: list[ft.Control] = []
-    if icon is not None:
-        children.append(ft.Icon(icon, size=14, color=fg))
-    children.append(ft.Text(text, size=12, color=fg, weight=ft.FontWeight.W_500, no_wrap=True))
-    return ft.Container(
-        ft.Row(children, spacing=4, tight=True),
-        bgcolor=bg,
-        border_radius=ft.BorderRadius.all(8),
-        padding=ft.Padding.symmetric(horizontal=8, vertical=2),
-    )
-
-
 def chip(text: str) -> ft.Control:
     return pill(text, ft.Colors.SECONDARY_CONTAINER, ft.Colors.ON_SECONDARY_CONTAINER)
-
-
-def muted(text: str, *, size: int = 12, selectable: bool = False) -> ft.Text:
-    return ft.Text(text, size=size, color=ft.Colors.ON_SURFACE_VARIANT, selectable=selectable)
 
 
 def when(iso: str | None) -> str:

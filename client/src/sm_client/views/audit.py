@@ -16,8 +16,9 @@ import flet as ft
 from sm_client.api.commands import AuditRecord
 from sm_client.state.audit import ACTIONS, WINDOWS, AuditState
 from sm_client.views import ids, state_panels
-from sm_client.views.command_common import MONO, ScreenBase, card, chip, muted, spec_text, when
+from sm_client.views.command_common import ScreenBase, card, chip, spec_text, when
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import MONO, muted
 
 ACTION_COLORS = {
     "command": ft.Colors.PRIMARY,

@@ -15,7 +15,6 @@ from sm_client.state.observable import Observable
 from sm_client.views.context import ScreenContext
 
 WIDE: Final = 760  # px of the screen's own width from which rows become table rows
-MONO: Final = "monospace"
 
 STATE_COLORS: Final[dict[str, str]] = {
     "queued": ft.Colors.ON_SURFACE_VARIANT,
@@ -59,16 +58,6 @@ def chip(text: str, color: str, *, icon: ft.IconData | None = None) -> ft.Contro
         padding=ft.Padding.symmetric(horizontal=8, vertical=2),
         border_radius=12,
         bgcolor=ft.Colors.with_opacity(0.12, color),
-    )
-
-
-def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = False) -> ft.Text:
-    return ft.Text(
-        text,
-        size=size,
-        color=ft.Colors.ON_SURFACE_VARIANT,
-        font_family=MONO if mono else None,
-        selectable=selectable,
     )
 
 

@@ -15,8 +15,9 @@ from sm_client.api.commands import SERVICE_ACTIONS
 from sm_client.state.composer import MODES, ComposerState, LogSource, Mode, Pick
 from sm_client.state.observable import Phase
 from sm_client.views import ids, state_panels
-from sm_client.views.command_common import MONO, ScreenBase, card, heading, muted
+from sm_client.views.command_common import ScreenBase, card, heading
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import MONO, muted
 
 MODE_ICONS = {
     "nodes": ft.Icons.DNS_OUTLINED,

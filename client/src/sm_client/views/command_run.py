@@ -18,18 +18,17 @@ from sm_client.api.commands import Stream
 from sm_client.state.command_run import SHOW_CHARS, CommandRunState, ExecutionView
 from sm_client.views import ids, state_panels
 from sm_client.views.command_common import (
-    MONO,
     STATE_COLORS,
     ScreenBase,
     card,
     chip,
-    muted,
     seconds,
     spec_text,
     target_text,
     when,
 )
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import MONO, muted
 
 FRAME: Final = 0.15  # seconds: the most often the view redraws
 PAGE: Final = 50  # executions shown before "show more"

@@ -16,12 +16,10 @@ from sm_client.api.commands import CommandSummary
 from sm_client.state.commands import CommandsState
 from sm_client.views import ids, state_panels
 from sm_client.views.command_common import (
-    MONO,
     STATE_COLORS,
     ScreenBase,
     chip,
     ended_count,
-    muted,
     spec_text,
     target_text,
     when,
@@ -29,6 +27,7 @@ from sm_client.views.command_common import (
 from sm_client.views.command_composer import ComposerScreen
 from sm_client.views.command_run import CommandRunScreen
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import MONO, muted
 
 __all__ = ["CommandRunScreen", "CommandsScreen", "ComposerScreen"]
 

@@ -16,6 +16,7 @@ from sm_client.state.observable import Load, Phase
 from sm_client.views import fleet_format as fmt
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import outlined_card
 
 KIND_ICONS: Final = {
     "shell": ft.Icons.TERMINAL,
@@ -46,16 +47,6 @@ def command_title(command: CommandSummary) -> str:
         logs = command["logs"]
         return logs.get("unit") or logs.get("path") or command["kind"]
     return command["kind"]
-
-
-def _card(content: ft.Control, *, padding: int = 16) -> ft.Container:
-    return ft.Container(
-        content,
-        padding=padding,
-        border_radius=16,
-        bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
-        border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
-    )
 
 
 def _update(control: ft.Control) -> None:
@@ -166,7 +157,7 @@ class DashboardScreen:
         accent: ft.ColorValue,
         on_click: Callable[[ft.Event[ft.Container]], Any] | None = None,
     ) -> ft.Control:
-        card = _card(
+        card = outlined_card(
             ft.Column(
                 [
                     ft.Row(
@@ -328,7 +319,7 @@ class DashboardScreen:
         return ft.Semantics(
             identifier=ids.DASH_TOP_NODES,
             label=f"{t('dashboard.top_nodes')}: {label}" if label else t("dashboard.top_nodes"),
-            content=_card(
+            content=outlined_card(
                 ft.Column(
                     [self._heading(t("dashboard.top_nodes")), chooser, body],
                     spacing=10,
@@ -430,7 +421,7 @@ class DashboardScreen:
         return ft.Semantics(
             identifier=ids.DASH_RECENT_COMMANDS,
             label=label,
-            content=_card(
+            content=outlined_card(
                 ft.Column(
                     [
                         self._heading(t("dashboard.recent_commands"), *actions),

@@ -30,6 +30,7 @@ from sm_client.state.node_detail import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
+from sm_client.views.styled import muted, outlined_card, pill
 
 WIDE: Final = 720  # px of the screen's own width from which sections sit side by side
 TABS: Final = ("services", "logs", "executions")
@@ -88,34 +89,6 @@ def moment(at: float | str | None) -> str:
     except (ValueError, OverflowError, OSError):
         return str(at)
     return when.strftime("%Y-%m-%d %H:%M")
-
-
-def muted(text: str, *, size_: int = 12, selectable: bool = False) -> ft.Text:
-    return ft.Text(text, size=size_, color=ft.Colors.ON_SURFACE_VARIANT, selectable=selectable)
-
-
-def pill(text: str, bg: str, fg: str, *, icon: ft.IconData | None = None) -> ft.Control:
-    children: list[ft.Control] = []
-    if icon is not None:
-        children.append(ft.Icon(icon, size=14, color=fg))
-    children.append(ft.Text(text, size=12, color=fg, weight=ft.FontWeight.W_500, no_wrap=True))
-    return ft.Container(
-        ft.Row(children, spacing=4, tight=True),
-        bgcolor=bg,
-        border_radius=ft.BorderRadius.all(8),
-        padding=ft.Padding.symmetric(horizontal=8, vertical=3),
-    )
-
-
-def card(content: ft.Control, *, padding: int = 16, expand: bool | int = False) -> ft.Container:
-    return ft.Container(
-        content,
-        bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
-        border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
-        border_radius=ft.BorderRadius.all(12),
-        padding=padding,
-        expand=expand,
-    )
 
 
 def level_color(value: float | None) -> str:
@@ -252,7 +225,7 @@ class NodeScreen:
             horizontal_alignment=ft.CrossAxisAlignment.STRETCH,
         )
         self.executions_view = ft.Container()
-        self.sections_card = card(
+        self.sections_card = outlined_card(
             ft.Column(
                 [
                     self.tabs_row,
@@ -439,7 +412,7 @@ class NodeScreen:
             if node["last_seen"]
             else self.t("never_seen")
         )
-        subtitle = muted(f"{node['hostname']} · {seen}", size_=13)
+        subtitle = muted(f"{node['hostname']} · {seen}", size=13)
         tags: list[ft.Control] = [
             pill(
                 node["group"] or self.t("no_group"),
@@ -530,11 +503,11 @@ class NodeScreen:
             return ft.Container()
         g = s.gauges
         if g is None:
-            content: ft.Control = card(
+            content: ft.Control = outlined_card(
                 ft.Row(
                     [
                         ft.Icon(ft.Icons.SENSORS_ROUNDED, color=ft.Colors.ON_SURFACE_VARIANT),
-                        muted(self.t("gauges.waiting"), size_=13),
+                        muted(self.t("gauges.waiting"), size=13),
                     ]
                 )
             )
@@ -606,7 +579,7 @@ class NodeScreen:
             ft.Row(
                 [
                     ft.Icon(icon, size=16, color=ft.Colors.ON_SURFACE_VARIANT),
-                    muted(title, size_=12),
+                    muted(title, size=12),
                 ],
                 spacing=6,
             ),
@@ -622,9 +595,9 @@ class NodeScreen:
                 opacity=1 if level is not None else 0,
             )
         )
-        children.append(muted(detail, size_=12))
+        children.append(muted(detail, size=12))
         return ft.Container(
-            card(ft.Column(children, spacing=6), padding=14),
+            outlined_card(ft.Column(children, spacing=6), padding=14),
             col={"xs": 6, "md": 4, "xl": 2},
         )
 
@@ -677,7 +650,7 @@ class NodeScreen:
         cells: list[ft.Control] = [
             ft.Container(
                 ft.Column(
-                    [muted(name, size_=12), ft.Text(value, size=13, selectable=True)], spacing=2
+                    [muted(name, size=12), ft.Text(value, size=13, selectable=True)], spacing=2
                 ),
                 col={"xs": 12, "sm": 6, "xl": 4},
                 padding=ft.Padding.symmetric(vertical=4),
@@ -688,7 +661,7 @@ class NodeScreen:
         return ft.Semantics(
             identifier=ids.NODE_FACTS,
             label=label,
-            content=card(
+            content=outlined_card(
                 ft.Column(
                     [
                         ft.Text(self.t("facts"), size=16, weight=ft.FontWeight.W_600),
@@ -752,14 +725,14 @@ class NodeScreen:
         head = ft.Row(
             [
                 ft.Text(title, size=14, weight=ft.FontWeight.W_600),
-                muted(now_text, size_=12),
+                muted(now_text, size=12),
             ],
             alignment=ft.MainAxisAlignment.SPACE_BETWEEN,
         )
         legend = self._legend(name) if len(CHARTS[name]) > 1 else None
         if chart is None or not points:
             plot: ft.Control = ft.Container(
-                muted(self.t("chart.empty"), size_=12),
+                muted(self.t("chart.empty"), size=12),
                 height=CHART_HEIGHT,
                 alignment=ft.Alignment.CENTER,
             )
@@ -771,7 +744,7 @@ class NodeScreen:
         return ft.Semantics(
             identifier=ids.node_chart(name),
             label=f"{title} — {now_text} — points: {points}",
-            content=card(ft.Column(column, spacing=8), padding=12),
+            content=outlined_card(ft.Column(column, spacing=8), padding=12),
         )
 
     def _chart_now(self, name: str, chart: Chart | None) -> str:
@@ -801,7 +774,7 @@ class NodeScreen:
                             bgcolor=LINE_COLORS[index % len(LINE_COLORS)],
                             border_radius=ft.BorderRadius.all(5),
                         ),
-                        muted(self.t(f"line.{metric}"), size_=12),
+                        muted(self.t(f"line.{metric}"), size=12),
                     ],
                     spacing=4,
                     tight=True,
@@ -842,13 +815,13 @@ class NodeScreen:
             fch.ChartAxisLabel(
                 value=offset,
                 label=muted(
-                    datetime.fromtimestamp(chart.start + offset, UTC).strftime(stamp), size_=10
+                    datetime.fromtimestamp(chart.start + offset, UTC).strftime(stamp), size=10
                 ),
             )
             for offset in (span * k / 4 for k in (1, 2, 3))
         ]
         left = [
-            fch.ChartAxisLabel(value=v, label=muted(formatter(v), size_=10))
+            fch.ChartAxisLabel(value=v, label=muted(formatter(v), size=10))
             for v in (0.0, top / 2, top)
         ]
         return fch.LineChart(
@@ -959,7 +932,7 @@ class NodeScreen:
             rows.append(
                 ft.Row(
                     [
-                        muted(self.t("services.prompt"), size_=13),
+                        muted(self.t("services.prompt"), size=13),
                         ft.TextButton(self.t("services.list"), on_click=self._on_list),
                     ],
                     wrap=True,
@@ -979,13 +952,13 @@ class NodeScreen:
                 if not wanted or wanted in row.unit.lower() or wanted in row.description.lower()
             ]
             rows.append(
-                muted(self.t("services.count", n=len(shown), total=len(s.services)), size_=12)
+                muted(self.t("services.count", n=len(shown), total=len(s.services)), size=12)
             )
             for row in shown[:MAX_UNITS]:
                 rows.append(self._unit_row(row))
                 listed.append(row.unit)
             if len(shown) > MAX_UNITS:
-                rows.append(muted(self.t("services.more", n=len(shown) - MAX_UNITS), size_=12))
+                rows.append(muted(self.t("services.more", n=len(shown) - MAX_UNITS), size=12))
         if load.phase is Phase.ERROR and load.problem is not None:
             title, detail = self._problem_text(load.problem)
             label = f"{title}: {detail}" if detail else title
@@ -1019,7 +992,7 @@ class NodeScreen:
         info: list[ft.Control] = [title]
         if row.description:
             info.append(
-                muted(row.description, size_=12)
+                muted(row.description, size=12)
                 if not self.wide
                 else ft.Text(
                     row.description,
@@ -1080,7 +1053,7 @@ class NodeScreen:
                     # A static icon: a spinning ring inside an identified Semantics
                     # drops that node from the browser's accessibility tree.
                     ft.Icon(ft.Icons.HOURGLASS_TOP_ROUNDED, size=16, color=ft.Colors.PRIMARY),
-                    muted(text, size_=12),
+                    muted(text, size=12),
                 ],
                 spacing=8,
             )
@@ -1194,13 +1167,13 @@ class NodeScreen:
         self.logs_status.content = ft.Row(
             [
                 ft.Icon(ft.Icons.FIBER_MANUAL_RECORD, size=12, color=ft.Colors.ERROR),
-                muted(self.t("logs.following", source=logs.source), size_=12),
+                muted(self.t("logs.following", source=logs.source), size=12),
             ],
             spacing=8,
         )
         load = logs.load
         if not logs.source:
-            parts.append(muted(self.t("logs.prompt"), size_=13))
+            parts.append(muted(self.t("logs.prompt"), size=13))
         elif load.phase is Phase.LOADING and not logs.text:
             parts.append(state_panels.loading(self.i18n))
         elif load.phase is Phase.ERROR and load.problem is not None:
@@ -1345,7 +1318,7 @@ class NodeScreen:
                                     max_lines=1,
                                     overflow=ft.TextOverflow.ELLIPSIS,
                                 ),
-                                muted(by, size_=12),
+                                muted(by, size=12),
                             ],
                             spacing=2,
                             expand=True,
@@ -1471,7 +1444,7 @@ class NodeScreen:
                 ft.Column(
                     [
                         ft.Semantics(identifier=ids.NODE_EDIT_LABELS, content=labels),
-                        muted(self.t("edit.hint"), size_=12),
+                        muted(self.t("edit.hint"), size=12),
                         ft.Semantics(identifier=ids.NODE_EDIT_GROUP, content=ft.Row([group])),
                         error_box,
                     ],

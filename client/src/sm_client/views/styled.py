@@ -1,0 +1,48 @@
+"""Small styled controls the screens share: muted text, pills, outlined cards."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import flet as ft
+
+MONO: Final = "monospace"
+
+
+def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = False) -> ft.Text:
+    """Secondary text (captions, hints, timestamps) in the theme's variant colour."""
+    return ft.Text(
+        text,
+        size=size,
+        color=ft.Colors.ON_SURFACE_VARIANT,
+        font_family=MONO if mono else None,
+        selectable=selectable,
+    )
+
+
+def pill(text: str, bg: str, fg: str, *, icon: ft.IconData | None = None) -> ft.Control:
+    """A rounded label on a filled background (a status, a role, a label)."""
+    children: list[ft.Control] = []
+    if icon is not None:
+        children.append(ft.Icon(icon, size=14, color=fg))
+    children.append(ft.Text(text, size=12, color=fg, weight=ft.FontWeight.W_500, no_wrap=True))
+    return ft.Container(
+        ft.Row(children, spacing=4, tight=True),
+        bgcolor=bg,
+        border_radius=ft.BorderRadius.all(8),
+        padding=ft.Padding.symmetric(horizontal=8, vertical=2),
+    )
+
+
+def outlined_card(
+    content: ft.Control, *, padding: int = 16, expand: bool | int = False
+) -> ft.Container:
+    """A section of a screen: a low surface with a thin outline."""
+    return ft.Container(
+        content,
+        bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+        border=ft.Border.all(1, ft.Colors.OUTLINE_VARIANT),
+        border_radius=ft.BorderRadius.all(12),
+        padding=padding,
+        expand=expand,
+    )
