@@ -88,6 +88,14 @@ def test_web_serves_the_app_with_no_cdn(tmp_path: Path) -> None:
         deep = httpx.get(f"http://127.0.0.1:{port}/nodes/some-node", timeout=5)
         assert deep.status_code == 200
         assert "flet.noCdn=true" in deep.text
+        # The bundled fonts are served from the app's own host.
+        from sm_client.main import ASSETS
+        from sm_client.views.fonts import FONTS
+
+        for path in FONTS.values():
+            font = httpx.get(f"http://127.0.0.1:{port}/{path}", timeout=5)
+            assert font.status_code == 200, path
+            assert font.content == (ASSETS / path).read_bytes()
     finally:
         process.terminate()
         process.wait(30)

@@ -34,7 +34,7 @@ from sm_client.state.admin import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import muted, pill
+from sm_client.views.styled import MONO, MONO_FALLBACK, muted, pill
 
 WIDE: Final = 720  # px of the screen's own width from which tabs are tables
 DIALOG_WIDTH: Final = 440
@@ -802,7 +802,8 @@ class AdminScreen:
                             ft.Text(
                                 revealed.secret,
                                 selectable=True,
-                                font_family="monospace",
+                                font_family=MONO,
+                                font_family_fallback=MONO_FALLBACK,
                                 size=13,
                             ),
                             bgcolor=ft.Colors.SURFACE,

@@ -18,7 +18,7 @@ from sm_client.state.audit import ACTIONS, WINDOWS, AuditState
 from sm_client.views import ids, state_panels
 from sm_client.views.command_common import ScreenBase, card, chip, spec_text, when
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, muted
+from sm_client.views.styled import MONO, MONO_FALLBACK, mono_style, muted
 
 ACTION_COLORS = {
     "command": ft.Colors.PRIMARY,
@@ -42,7 +42,7 @@ class AuditScreen(ScreenBase):
             value=f.target,
             dense=True,
             on_submit=self._apply,
-            text_style=ft.TextStyle(font_family=MONO),
+            text_style=mono_style(),
         )
         self.action = ft.Dropdown(
             dense=True, on_select=self._apply, editable=True, enable_filter=True
@@ -343,7 +343,13 @@ class AuditScreen(ScreenBase):
         return ft.Container(
             ft.Column(
                 [
-                    ft.Text(body, font_family=MONO, size=12, selectable=True),
+                    ft.Text(
+                        body,
+                        font_family=MONO,
+                        font_family_fallback=MONO_FALLBACK,
+                        size=12,
+                        selectable=True,
+                    ),
                     muted(f"{self.t('service')}: {record['service']}", size=11),
                     muted(
                         f"{self.t('hash')}: {record['hash']}", size=11, mono=True, selectable=True
@@ -383,6 +389,7 @@ class AuditScreen(ScreenBase):
                         record["target"],
                         size=12,
                         font_family=MONO,
+                        font_family_fallback=MONO_FALLBACK,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
@@ -393,6 +400,7 @@ class AuditScreen(ScreenBase):
                         described,
                         size=12,
                         font_family=MONO,
+                        font_family_fallback=MONO_FALLBACK,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
@@ -430,7 +438,12 @@ class AuditScreen(ScreenBase):
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
             ),
             ft.Text(
-                described, size=13, font_family=MONO, max_lines=3, overflow=ft.TextOverflow.ELLIPSIS
+                described,
+                size=13,
+                font_family=MONO,
+                font_family_fallback=MONO_FALLBACK,
+                max_lines=3,
+                overflow=ft.TextOverflow.ELLIPSIS,
             ),
             muted(record["target"], size=12, mono=True),
             muted(f"{record['actor']} · {when(record['at'])}", size=12),

@@ -17,7 +17,7 @@ from sm_client.state.observable import Phase
 from sm_client.views import ids, state_panels
 from sm_client.views.command_common import ScreenBase, card, heading
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, muted
+from sm_client.views.styled import mono_style, muted
 
 MODE_ICONS = {
     "nodes": ft.Icons.DNS_OUTLINED,
@@ -57,7 +57,7 @@ class ComposerScreen(ScreenBase):
         )
         self.selector = ft.TextField(
             dense=True,
-            text_style=ft.TextStyle(font_family=MONO),
+            text_style=mono_style(),
             prefix_icon=ft.Icons.SELL_OUTLINED,
             on_change=lambda e: s.set_selector(e.control.value),
         )
@@ -66,18 +66,27 @@ class ComposerScreen(ScreenBase):
             multiline=True,
             min_lines=4,
             max_lines=14,
-            text_style=ft.TextStyle(font_family=MONO, size=13),
+            text_style=mono_style(13),
         )
         self.env = field(
             "env",
             multiline=True,
             min_lines=1,
             max_lines=6,
-            text_style=ft.TextStyle(font_family=MONO, size=13),
+            text_style=mono_style(13),
         )
-        self.unit = field("service_unit", text_style=ft.TextStyle(font_family=MONO))
-        self.logs_unit = field("logs_unit", text_style=ft.TextStyle(font_family=MONO))
-        self.logs_path = field("logs_path", text_style=ft.TextStyle(font_family=MONO))
+        self.unit = field(
+            "service_unit",
+            text_style=mono_style(),
+        )
+        self.logs_unit = field(
+            "logs_unit",
+            text_style=mono_style(),
+        )
+        self.logs_path = field(
+            "logs_path",
+            text_style=mono_style(),
+        )
         self.lines = field("logs_lines", keyboard_type=ft.KeyboardType.NUMBER, width=120)
         self.timeout = field("timeout", keyboard_type=ft.KeyboardType.NUMBER)
         self.batch = field("batch")

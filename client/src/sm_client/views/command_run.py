@@ -28,7 +28,7 @@ from sm_client.views.command_common import (
     when,
 )
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, muted
+from sm_client.views.styled import MONO, MONO_FALLBACK, muted
 
 FRAME: Final = 0.15  # seconds: the most often the view redraws
 PAGE: Final = 50  # executions shown before "show more"
@@ -299,6 +299,7 @@ class CommandRunScreen(ScreenBase):
                             ft.Text(
                                 spec_text(command),
                                 font_family=MONO,
+                                font_family_fallback=MONO_FALLBACK,
                                 size=15,
                                 selectable=True,
                                 expand=True,
@@ -368,6 +369,7 @@ class CommandRunScreen(ScreenBase):
         return ft.Text(
             str(view.exit_code),
             font_family=MONO,
+            font_family_fallback=MONO_FALLBACK,
             size=13,
             weight=ft.FontWeight.W_600,
             color=ft.Colors.GREEN if view.exit_code == 0 else ft.Colors.ERROR,
@@ -530,6 +532,7 @@ class CommandRunScreen(ScreenBase):
             ft.Text(
                 text.rstrip("\n"),
                 font_family=MONO,
+                font_family_fallback=MONO_FALLBACK,
                 size=12,
                 selectable=True,
                 color=ft.Colors.ERROR if stream == "stderr" else None,

@@ -27,7 +27,7 @@ from sm_client.views.command_common import (
 from sm_client.views.command_composer import ComposerScreen
 from sm_client.views.command_run import CommandRunScreen
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, muted
+from sm_client.views.styled import MONO, MONO_FALLBACK, muted
 
 __all__ = ["CommandRunScreen", "CommandsScreen", "ComposerScreen"]
 
@@ -279,6 +279,7 @@ class CommandsScreen(ScreenBase):
                 ft.Text(
                     spec_text(command),
                     font_family=MONO,
+                    font_family_fallback=MONO_FALLBACK,
                     size=13,
                     no_wrap=True,
                     overflow=ft.TextOverflow.ELLIPSIS,

@@ -16,6 +16,7 @@ import flet as ft
 from sm_client.i18n import Translator
 from sm_client.state.session import KnownServer, Phase, Session
 from sm_client.views import ids
+from sm_client.views.styled import MONO, MONO_FALLBACK
 
 MAX_WIDTH = 460
 
@@ -327,7 +328,12 @@ class ConnectScreen:
                                     size=12,
                                     color=ft.Colors.ON_SURFACE_VARIANT,
                                 ),
-                                ft.Text(pending.fingerprint, font_family="monospace", size=13),
+                                ft.Text(
+                                    pending.fingerprint,
+                                    font_family=MONO,
+                                    font_family_fallback=MONO_FALLBACK,
+                                    size=13,
+                                ),
                             ],
                             spacing=4,
                             tight=True,
@@ -391,7 +397,8 @@ class ConnectScreen:
                                         ft.Text(
                                             known.fingerprint[:23] + "…",
                                             size=11,
-                                            font_family="monospace",
+                                            font_family=MONO,
+                                            font_family_fallback=MONO_FALLBACK,
                                             color=ft.Colors.ON_SURFACE_VARIANT,
                                         ),
                                     ],

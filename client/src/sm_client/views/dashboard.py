@@ -16,7 +16,7 @@ from sm_client.state.observable import Load, Phase
 from sm_client.views import fleet_format as fmt
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import outlined_card
+from sm_client.views.styled import MONO, MONO_FALLBACK, outlined_card
 
 KIND_ICONS: Final = {
     "shell": ft.Icons.TERMINAL,
@@ -481,7 +481,8 @@ class DashboardScreen:
                             [
                                 ft.Text(
                                     command_title(command),
-                                    font_family="monospace",
+                                    font_family=MONO,
+                                    font_family_fallback=MONO_FALLBACK,
                                     no_wrap=True,
                                     overflow=ft.TextOverflow.ELLIPSIS,
                                     weight=ft.FontWeight.W_500,

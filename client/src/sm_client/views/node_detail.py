@@ -30,7 +30,7 @@ from sm_client.state.node_detail import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import muted, outlined_card, pill
+from sm_client.views.styled import MONO, MONO_FALLBACK, muted, outlined_card, pill
 
 WIDE: Final = 720  # px of the screen's own width from which sections sit side by side
 TABS: Final = ("services", "logs", "executions")
@@ -1203,7 +1203,8 @@ class NodeScreen:
                 [
                     ft.Text(
                         "\n".join(lines),
-                        font_family="monospace",
+                        font_family=MONO,
+                        font_family_fallback=MONO_FALLBACK,
                         size=12,
                         selectable=True,
                         no_wrap=False,
@@ -1222,7 +1223,13 @@ class NodeScreen:
     def _mono(self, text: str, *, max_lines: int) -> ft.Control:
         lines = text.splitlines()[-max_lines:]
         return ft.Container(
-            ft.Text("\n".join(lines), font_family="monospace", size=12, selectable=True),
+            ft.Text(
+                "\n".join(lines),
+                font_family=MONO,
+                font_family_fallback=MONO_FALLBACK,
+                size=12,
+                selectable=True,
+            ),
             bgcolor=ft.Colors.SURFACE_CONTAINER_HIGHEST,
             border_radius=ft.BorderRadius.all(6),
             padding=8,
@@ -1314,7 +1321,8 @@ class NodeScreen:
                                 ft.Text(
                                     what,
                                     size=13,
-                                    font_family="monospace",
+                                    font_family=MONO,
+                                    font_family_fallback=MONO_FALLBACK,
                                     max_lines=1,
                                     overflow=ft.TextOverflow.ELLIPSIS,
                                 ),

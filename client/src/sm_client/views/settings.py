@@ -13,6 +13,7 @@ from sm_client.state.session import Session
 from sm_client.views import ids
 from sm_client.views.context import RouteParams, ScreenContext
 from sm_client.views.fonts import CJK_FONT
+from sm_client.views.styled import MONO, MONO_FALLBACK
 
 # Each language named in itself, whatever the current language.
 LANGUAGE_NAMES = {Language.EN: "English", Language.ZH: "简体中文"}
@@ -132,7 +133,8 @@ class SettingsScreen:
                 ft.Text(
                     value,
                     selectable=mono,  # inside a Semantics label a selectable text hides it
-                    font_family="monospace" if mono else None,
+                    font_family=MONO if mono else None,
+                    font_family_fallback=MONO_FALLBACK if mono else None,
                     size=13 if mono else 14,
                 ),
             ],

@@ -6,7 +6,10 @@ from typing import Final
 
 import flet as ft
 
-MONO: Final = "monospace"
+from sm_client.views.fonts import CJK_FONT, MONO_FONT
+
+MONO: Final = MONO_FONT
+MONO_FALLBACK: Final = [CJK_FONT]  # Chinese in output, paths or names
 
 
 def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = False) -> ft.Text:
@@ -16,8 +19,14 @@ def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = F
         size=size,
         color=ft.Colors.ON_SURFACE_VARIANT,
         font_family=MONO if mono else None,
+        font_family_fallback=MONO_FALLBACK if mono else None,
         selectable=selectable,
     )
+
+
+def mono_style(size: float | None = None) -> ft.TextStyle:
+    """The text style of scripts, selectors, units and paths typed into a field."""
+    return ft.TextStyle(font_family=MONO, font_family_fallback=MONO_FALLBACK, size=size)
 
 
 def pill(text: str, bg: str, fg: str, *, icon: ft.IconData | None = None) -> ft.Control:
