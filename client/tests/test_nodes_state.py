@@ -11,15 +11,22 @@ import asyncio
 import ssl
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
 from sm_client.api import CoreApi
-from sm_client.api.fleet import FleetApi
+from sm_client.api.fleet import FleetApi, Node
+from sm_client.api.metrics import MetricsApi, MetricValues
 from sm_client.live import LiveEvents
-from sm_client.state.nodes import NodeFilters, NodesState, parse_label_changes
+from sm_client.state.nodes import (
+    NodeFilters,
+    NodesState,
+    by_metric,
+    first_order,
+    parse_label_changes,
+)
 from sm_client.state.observable import Phase
 
 from .conftest import Core
@@ -299,3 +306,74 @@ def test_filters_come_from_the_route() -> None:
     assert f == NodeFilters(selector="env=prod", status="online", group="web")
     assert f.active == 3
     assert NodeFilters.from_params({"status": "weird"}).status is None
+    assert NodeFilters.from_params({"sort": "memory", "order": "desc"}).sort == "memory"
+
+
+async def test_metric_sorts_order_every_match_with_nodes_without_values_last(
+    admin: CoreApi, enrolled: list[str]
+) -> None:
+    """The local agent has values, the five agent-less nodes none: by CPU it comes
+    first whichever the order, the others follow by name, and pages slice that."""
+    local = (await FleetApi(admin).list_nodes(status="online", limit=1))["items"][0]
+    metrics = MetricsApi(admin)
+    latest: list[Any] = []
+
+    async def has_values() -> bool:
+        latest[:] = (await metrics.latest([local["id"]]))["items"]
+        return bool(latest)
+
+    for _ in range(150):
+        if await has_values():
+            break
+        await asyncio.sleep(0.2)
+    assert latest, "the local agent's heartbeats never reached the metrics service"
+    state = NodesState(admin, RecordingFeed(), NodeFilters(), page_size=4)
+    try:
+        await state.start()
+        await state.sort_by("cpu")
+        assert (state.filters.sort, state.filters.order) == ("cpu", "desc")  # busiest first
+        assert state.total == 6
+        names = [r.node["name"] for r in state.rows]
+        assert names == [local["name"], f"{PREFIX}-0", f"{PREFIX}-1", f"{PREFIX}-2"]
+        assert state.rows[0].values is not None
+        assert state.rows[0].values["cpu"] == latest[0]["values"]["cpu"]
+        assert all(r.values is None for r in state.rows[1:])
+        await state.next_page()
+        assert [r.node["name"] for r in state.rows] == [f"{PREFIX}-3", f"{PREFIX}-4"]
+        assert not state.has_next
+        await state.sort_by("cpu")  # flipped: still values first, then A to Z
+        assert state.filters.order == "asc"
+        assert state.offset == 0
+        assert [r.node["name"] for r in state.rows][:2] == [local["name"], f"{PREFIX}-0"]
+        await state.apply(sort="memory", q=PREFIX)  # filters narrow what is sorted
+        assert state.total == 5
+        assert [r.id for r in state.rows] == enrolled[:4]
+    finally:
+        state.stop()
+    # Everything on one page: the values are read for the nodes by id instead.
+    whole = NodesState(admin, RecordingFeed(), NodeFilters(sort="cpu", order="desc"))
+    try:
+        await whole.start()
+        assert [r.node["name"] for r in whole.rows][:2] == [local["name"], f"{PREFIX}-0"]
+        assert whole.rows[0].values is not None
+        assert whole.total == 6
+    finally:
+        whole.stop()
+
+
+def test_by_metric_orders_values_then_names() -> None:
+    def node(name: str) -> Node:
+        return cast(Node, {"id": f"id-{name}", "name": name})
+
+    def values(cpu: float | None) -> tuple[MetricValues, float]:
+        return cast(MetricValues, {"cpu": cpu}), 0.0
+
+    nodes = [node(n) for n in ("d", "b", "a", "c", "e")]
+    held = {"id-a": values(10.0), "id-b": values(90.5), "id-c": values(10.0), "id-e": values(None)}
+    busiest = by_metric(nodes, held, "cpu", descending=True)
+    assert [n["name"] for n in busiest] == ["b", "a", "c", "d", "e"]
+    calmest = by_metric(nodes, held, "cpu", descending=False)
+    assert [n["name"] for n in calmest] == ["a", "c", "b", "d", "e"]
+    assert first_order("cpu") == "desc"
+    assert first_order("last_seen") == "desc"
+    assert first_order("name") == "asc"

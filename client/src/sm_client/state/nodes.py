@@ -1,7 +1,10 @@
 """The node list: filters, one server-side page, live values for the rows shown.
 
 One page is one ``list_nodes`` call (at most ``page_size`` nodes) and one
-``MetricsApi.latest`` for exactly those ids. Live updates arrive only for the
+``MetricsApi.latest`` for exactly those ids. Sorting by CPU, memory or disk
+(the metrics service's values, which the registry cannot order by) reads
+every matching node (up to :data:`METRIC_SORT_MAX`) and their latest values,
+sorts them here (nodes without values last) and shows one page of that. Live updates arrive only for the
 rows on the page (``node:<id>`` topics, re-subscribed as the page changes)
 and for status changes (``fleet``); they change the rows in place and are
 coalesced: row listeners hear the changed ids at most every
@@ -16,11 +19,11 @@ import contextlib
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Final, cast, get_args
+from typing import Any, Final, Literal, cast, get_args
 from urllib.parse import quote
 
 from sm_client.api import ApiError, CoreApi
-from sm_client.api.fleet import FleetApi, Group, Node, NodeSort, NodeStatus, SortOrder
+from sm_client.api.fleet import FleetApi, Group, Node, NodeList, NodeSort, NodeStatus, SortOrder
 from sm_client.api.metrics import MetricsApi, MetricValues, values_from_sample
 from sm_client.state.feed import Feed, Message, Stop
 from sm_client.state.observable import Load, Observable, Phase, Problem
@@ -28,7 +31,17 @@ from sm_client.state.observable import Load, Observable, Phase, Problem
 PAGE_SIZE: Final = 100
 RENDER_INTERVAL: Final = 0.25  # at most four row renders a second
 DEBOUNCE: Final = 0.25  # typing in a filter field applies it after this pause
-SORTS: Final[tuple[NodeSort, ...]] = get_args(NodeSort)
+MetricSort = Literal["cpu", "memory", "disk"]
+ListSort = NodeSort | MetricSort
+# The value each metric sort orders by.
+METRIC_SORTS: Final[dict[str, str]] = {
+    "cpu": "cpu",
+    "memory": "mem_percent",
+    "disk": "disk_percent",
+}
+SORTS: Final[tuple[ListSort, ...]] = (*get_args(NodeSort), *get_args(MetricSort))
+METRIC_SORT_MAX: Final = 5000  # a metric sort orders at most this many nodes (the first by name)
+READ_CHUNK: Final = 1000  # the most nodes (or latest values) one call returns
 STATUSES: Final[tuple[NodeStatus, ...]] = get_args(NodeStatus)
 RowListener = Callable[[list[str]], None]
 
@@ -46,7 +59,7 @@ class NodeFilters:
     status: NodeStatus | None = None
     group: str | None = None
     selector: str = ""
-    sort: NodeSort = "name"
+    sort: ListSort = "name"
     order: SortOrder = "asc"
 
     @classmethod
@@ -114,6 +127,34 @@ def parse_label_changes(text: str) -> tuple[dict[str, str], list[str]]:
     if not sets and not removes:
         raise ValueError(text)
     return sets, removes
+
+
+def first_order(key: ListSort) -> SortOrder:
+    """The order a sort starts in: the newest or busiest first, names A to Z."""
+    return "desc" if key == "last_seen" or key in METRIC_SORTS else "asc"
+
+
+def by_metric(
+    nodes: list[Node],
+    values: Mapping[str, tuple[MetricValues, float]],
+    metric: str,
+    *,
+    descending: bool,
+) -> list[Node]:
+    """``nodes`` ordered by their latest ``metric``; nodes without a value come last
+    (either way), ties by name then id."""
+
+    def value(node: Node) -> float | None:
+        latest = values.get(node["id"])
+        found = latest[0].get(metric) if latest is not None else None
+        return float(found) if isinstance(found, int | float) else None
+
+    def key(node: Node) -> tuple[bool, float, str, str]:
+        number = value(node)
+        rank = 0.0 if number is None else (-number if descending else number)
+        return (number is None, rank, node["name"].lower(), node["id"])
+
+    return sorted(nodes, key=key)
 
 
 class NodesState(Observable):
@@ -209,29 +250,11 @@ class NodesState(Observable):
         self.changed()
         f = self.filters
         try:
-            page = await self.fleet.list_nodes(
-                q=f.q or None,
-                status=f.status,
-                group=f.group,
-                selector=f.selector or None,
-                sort=f.sort,
-                order=f.order,
-                limit=self.page_size,
-                offset=self.offset,
-            )
-            if not page["items"] and page["total"] and self.offset:
-                # the page emptied under us (nodes deleted or filtered): show the last one
-                self.offset = (page["total"] - 1) // self.page_size * self.page_size
-                page = await self.fleet.list_nodes(
-                    q=f.q or None,
-                    status=f.status,
-                    group=f.group,
-                    selector=f.selector or None,
-                    sort=f.sort,
-                    order=f.order,
-                    limit=self.page_size,
-                    offset=self.offset,
-                )
+            if f.sort in METRIC_SORTS:
+                nodes, total, values = await self._metric_sorted_page(f)
+            else:
+                nodes, total = await self._registry_page(f, cast(NodeSort, f.sort))
+                values = {}
         except ApiError as error:
             if generation != self._generation:
                 return
@@ -245,18 +268,79 @@ class NodesState(Observable):
             return
         if generation != self._generation:
             return
-        values = await self._latest([n["id"] for n in page["items"]])
-        if generation != self._generation:
-            return
+        if f.sort not in METRIC_SORTS:
+            values = await self._latest([n["id"] for n in nodes])
+            if generation != self._generation:
+                return
         self.selector_problem = None
         rows = []
-        for node in page["items"]:
+        for node in nodes:
             latest = values.get(node["id"])
             rows.append(NodeRow(node, *(latest or (None, None))))
-        self._show(rows, page["total"])
+        self._show(rows, total)
         self.load.ready(empty=not rows)
         self.busy = False
         self.changed()
+
+    async def _registry_page(self, f: NodeFilters, sort: NodeSort) -> tuple[list[Node], int]:
+        """The page at ``offset`` in the registry's order (the last page if it emptied)."""
+        page = await self._list(f, sort, self.page_size, self.offset)
+        if not page["items"] and page["total"] and self.offset:
+            # the page emptied under us (nodes deleted or filtered): show the last one
+            self.offset = (page["total"] - 1) // self.page_size * self.page_size
+            page = await self._list(f, sort, self.page_size, self.offset)
+        return page["items"], page["total"]
+
+    async def _metric_sorted_page(
+        self, f: NodeFilters
+    ) -> tuple[list[Node], int, dict[str, tuple[MetricValues, float]]]:
+        """Every matching node (up to :data:`METRIC_SORT_MAX`) ordered by its latest
+        value of ``f.sort``; the page at ``offset`` of that, and the values."""
+        nodes: list[Node] = []
+        total = 0
+        while len(nodes) < METRIC_SORT_MAX:
+            page = await self._list(f, "name", READ_CHUNK, len(nodes))
+            nodes.extend(page["items"])
+            total = page["total"]
+            if not page["items"] or len(nodes) >= total:
+                break
+        nodes = nodes[:METRIC_SORT_MAX]
+        if len(nodes) <= self.page_size:
+            values = await self._latest([n["id"] for n in nodes])
+        else:  # every node's values, a page at a time (named ids would make huge URLs)
+            values = await self._latest_of_every_node()
+        ordered = by_metric(nodes, values, METRIC_SORTS[f.sort], descending=f.order == "desc")
+        if self.offset >= len(ordered) and self.offset:
+            self.offset = max(0, (len(ordered) - 1) // self.page_size * self.page_size)
+        shown = ordered[self.offset : self.offset + self.page_size]
+        return shown, len(ordered), {n["id"]: values[n["id"]] for n in shown if n["id"] in values}
+
+    async def _list(self, f: NodeFilters, sort: NodeSort, limit: int, offset: int) -> NodeList:
+        return await self.fleet.list_nodes(
+            q=f.q or None,
+            status=f.status,
+            group=f.group,
+            selector=f.selector or None,
+            sort=sort,
+            order=f.order if sort == f.sort else "asc",
+            limit=limit,
+            offset=offset,
+        )
+
+    async def _latest_of_every_node(self) -> dict[str, tuple[MetricValues, float]]:
+        values: dict[str, tuple[MetricValues, float]] = {}
+        if not self.can_see_metrics:
+            return values
+        after: str | None = None
+        try:
+            while True:
+                page = await self.metrics.latest(limit=READ_CHUNK, after=after)
+                values |= {i["node_id"]: (i["values"], i["ts"]) for i in page["items"]}
+                after = page["next_after"]
+                if after is None or not page["items"]:
+                    return values
+        except ApiError:
+            return values  # what was read; the rest sort as if without values
 
     async def _latest(self, ids: list[str]) -> dict[str, tuple[MetricValues, float]]:
         if not ids or not self.can_see_metrics:
@@ -320,12 +404,13 @@ class NodesState(Observable):
     async def set_group(self, group: str | None) -> None:
         await self.apply(group=group or None)
 
-    async def sort_by(self, key: NodeSort) -> None:
-        """Sort by ``key``; the same key again flips the order."""
+    async def sort_by(self, key: ListSort) -> None:
+        """Sort by ``key`` (the newest or busiest first for times and metrics); the same
+        key again flips the order."""
         if key == self.filters.sort:
             await self.apply(order="desc" if self.filters.order == "asc" else "asc")
         else:
-            await self.apply(sort=key, order="desc" if key == "last_seen" else "asc")
+            await self.apply(sort=key, order=first_order(key))
 
     async def clear_filters(self) -> None:
         await self.apply(q="", status=None, group=None, selector="")

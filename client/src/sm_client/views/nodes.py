@@ -15,8 +15,16 @@ from typing import Any, Final
 
 import flet as ft
 
-from sm_client.api.fleet import NodeSort, NodeStatus
-from sm_client.state.nodes import NodeFilters, NodeRow, NodesState, parse_label_changes
+from sm_client.api.fleet import NodeStatus
+from sm_client.state.nodes import (
+    SORTS,
+    ListSort,
+    NodeFilters,
+    NodeRow,
+    NodesState,
+    first_order,
+    parse_label_changes,
+)
 from sm_client.state.observable import Phase
 from sm_client.views import fleet_format as fmt
 from sm_client.views import ids, state_panels
@@ -42,7 +50,13 @@ COLUMNS: Final[tuple[tuple[str, int | None, int], ...]] = (
     ("group", None, 3),
     ("last_seen", 104, 0),
 )
-SORTABLE: Final[dict[str, NodeSort]] = {"name": "name", "last_seen": "last_seen"}
+SORTABLE: Final[dict[str, ListSort]] = {
+    "name": "name",
+    "cpu": "cpu",
+    "memory": "memory",
+    "disk": "disk",
+    "last_seen": "last_seen",
+}
 
 
 def _cell(control: ft.Control, width: int | None, expand: int) -> ft.Control:
@@ -375,8 +389,7 @@ class NodesScreen:
         ]
         self.sort.label = t("nodes.sort")
         self.sort.options = [
-            ft.DropdownOption(key=key, text=t(f"nodes.sort.{key}"))
-            for key in ("name", "hostname", "last_seen", "created")
+            ft.DropdownOption(key=key, text=t(f"nodes.sort.{key}")) for key in SORTS
         ]
         self._sync_fields()
 
@@ -625,7 +638,7 @@ class NodesScreen:
             divider_thickness=1 if self.wide else 0,
         )
         self.header_check = ft.Checkbox(on_change=self._page_toggled)
-        self._arrows: dict[NodeSort, ft.Icon] = {}
+        self._arrows: dict[ListSort, ft.Icon] = {}
         self.table = ft.Column(
             [self._header(), self._rows_list] if self.wide else [self._rows_list],
             spacing=0,
@@ -787,14 +800,14 @@ class NodesScreen:
 
     async def _sort_chosen(self, e: ft.Event[ft.Dropdown]) -> None:
         value = e.control.value
-        for key in ("name", "hostname", "last_seen", "created"):
+        for key in SORTS:
             if value == key:
-                await self.state.apply(sort=key)
+                await self.state.apply(sort=key, order=first_order(key))
 
     async def _order_flipped(self, _: ft.Event[ft.IconButton]) -> None:
         await self.state.apply(order="desc" if self.state.filters.order == "asc" else "asc")
 
-    def _sorter(self, key: NodeSort) -> Callable[[ft.Event[ft.Container]], Any]:
+    def _sorter(self, key: ListSort) -> Callable[[ft.Event[ft.Container]], Any]:
         async def sort(_: ft.Event[ft.Container]) -> None:
             await self.state.sort_by(key)
 
