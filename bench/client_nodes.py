@@ -1,4 +1,4 @@
-"""The node list in Chromium with 1,000 nodes: first page interactive, and a filter.
+"""The node list in Chromium with 1,000 nodes: first page interactive, a filter, a sort.
 
 Run: ``uv run python bench/client_nodes.py [--nodes 1000] [--rounds 7]``
 
@@ -15,9 +15,12 @@ Run: ``uv run python bench/client_nodes.py [--nodes 1000] [--rounds 7]``
      shows every node — the rows are laid out and tappable;
    - filter: from Enter in the label-selector field until the count shows the
      matching number and the first matching row is there (alternating
-     ``env=staging`` and ``role=db``, the list starting unfiltered each time).
+     ``env=staging`` and ``role=db``, the list starting unfiltered each time);
+   - sort by CPU: from the tap on the CPU column header until a row of the
+     busiest page (one the first page by name lacks) is there.
 3. Raw baselines in the same run, on the same core:
-   - API: the two calls the screen makes (``GET /api/v1/nodes`` for a page, ``GET /api/v1/metrics/latest`` for those ids) with httpx;
+   - API: the two calls the screen makes (``GET /api/v1/nodes`` for a page, ``GET /api/v1/metrics/latest`` for those ids) with httpx,
+     and for a sort by CPU every node and every latest value, ordered;
    - bare Flet: a minimal Flet page (this file with ``--bare-app``) served the
      same way, fetching the same two calls and rendering as many plain rows as a page
      of the screen holds (name,
@@ -260,6 +263,37 @@ def until(page: Any, present: str, count: str, want: int, timeout: float = 30) -
     )
 
 
+def every_node(http: Any) -> list[dict[str, Any]]:
+    """Every node by name, as a sort by a metric reads them (pages of 1,000)."""
+    nodes: list[dict[str, Any]] = []
+    while True:
+        page = http.get(
+            "/api/v1/nodes", params={"limit": 1000, "offset": len(nodes), "sort": "name"}
+        ).json()
+        nodes += page["items"]
+        if not page["items"] or len(nodes) >= page["total"]:
+            return nodes
+
+
+def cpu_order(http: Any, nodes: list[dict[str, Any]]) -> list[str]:
+    """The ids of ``nodes`` busiest first, as the list orders them: every latest
+    value read a page at a time, ordered by the client's own function."""
+    from sm_client.state.nodes import by_metric
+
+    values: dict[str, Any] = {}
+    after = None
+    while True:
+        params: dict[str, Any] = {"limit": 1000}
+        if after:
+            params["after"] = after
+        page = http.get("/api/v1/metrics/latest", params=params).json()
+        values |= {i["node_id"]: (i["values"], i["ts"]) for i in page["items"]}
+        after = page["next_after"]
+        if after is None or not page["items"]:
+            break
+    return [n["id"] for n in by_metric(nodes, values, "cpu", descending=True)]  # type: ignore[arg-type]
+
+
 def median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -326,6 +360,12 @@ def main() -> None:
 
             rows_per_page = page_size()
             print(f"a page holds {rows_per_page} rows (the screen's page size)")
+            # sort by CPU: a row of the busiest page that the first page by name lacks
+            # (and back: a row of the first page by name that the busiest page lacks)
+            by_cpu = cpu_order(http, everyone["items"])
+            cpu_page, name_page = by_cpu[:rows_per_page], all_ids[:rows_per_page]
+            cpu_marker = next(i for i in cpu_page if i not in set(name_page))
+            name_marker = next(i for i in name_page if i not in set(cpu_page))
 
             # baseline 1: the bare API calls of one page
             def api_page(selector: str | None) -> float:
@@ -344,6 +384,14 @@ def main() -> None:
             api_page(None)
             api_first = [api_page(None) for _ in range(args.rounds)]
             api_filter = [api_page(FILTERS[i % 2]) for i in range(args.rounds)]
+
+            # baseline 1b: the calls of a sort by CPU (every node, every latest value)
+            def api_sort() -> float:
+                began = time.perf_counter()
+                cpu_order(http, every_node(http))
+                return time.perf_counter() - began
+
+            api_sorting = [api_sort() for _ in range(args.rounds)]
 
             bare_port = free_port()
             bare = subprocess.Popen(
@@ -380,6 +428,7 @@ def main() -> None:
                 client.sign_in()
                 first_page: list[float] = []
                 filtering: list[float] = []
+                sorting: list[float] = []
                 for i in range(args.rounds + 1):
                     client.go("dashboard")
                     client.wait_loaded()
@@ -403,6 +452,17 @@ def main() -> None:
                     client.screenshot(f"bench-nodes-filtered-{selector.replace('=', '-')}")
                     client.type(ids.NODES_FILTER_LABEL, "", enter=True)
                     until(client.page, ids.node_row(first), ids.NODES_COUNT, len(all_ids))
+                    # sort by CPU (the header), then back by name
+                    client.settle(0.5)
+                    header = client.wait_id(ids.nodes_sort_by("cpu"))
+                    began = time.perf_counter()
+                    header.click()
+                    until(client.page, ids.node_row(cpu_marker), ids.NODES_COUNT, len(all_ids))
+                    sorting.append(time.perf_counter() - began)
+                    if not i:
+                        client.screenshot("bench-nodes-by-cpu")
+                    client.click(ids.nodes_sort_by("name"))
+                    until(client.page, ids.node_row(name_marker), ids.NODES_COUNT, len(all_ids))
                 client.close()
 
                 # the bare Flet page
@@ -467,6 +527,10 @@ def main() -> None:
     )
     print(
         f"  filter, API calls         {median_ms(api_filter):7.0f} ms   ({rounds_text(api_filter)})"
+    )
+    print(f"  sort by CPU, client       {median_ms(sorting):7.0f} ms   ({rounds_text(sorting)})")
+    print(
+        f"  sort by CPU, API calls    {median_ms(api_sorting):7.0f} ms   ({rounds_text(api_sorting)})"
     )
     print("ratios:")
     print(

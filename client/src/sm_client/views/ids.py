@@ -87,6 +87,11 @@ def node_select(node_id: str) -> str:
     return f"node-select-{node_id}"
 
 
+def nodes_sort_by(key: str) -> str:
+    """A sortable column header of the wide table (tapping it sorts; again flips)."""
+    return f"nodes-sort-by-{key}"
+
+
 # --- node detail -------------------------------------------------------------------
 NODE_TITLE: Final = "node-title"  # label: the node's name
 NODE_STATUS: Final = "node-status"

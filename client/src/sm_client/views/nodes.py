@@ -699,11 +699,16 @@ class NodesScreen:
                 sort_key = SORTABLE[key]
                 arrow = ft.Icon(ft.Icons.ARROW_UPWARD, size=14, color=ft.Colors.PRIMARY)
                 self._arrows[sort_key] = arrow
-                label = ft.Container(
-                    ft.Row([label, arrow], spacing=2, tight=True),
-                    on_click=self._sorter(sort_key),
-                    border_radius=4,
-                    padding=ft.Padding.symmetric(vertical=4, horizontal=2),
+                label = ft.Semantics(
+                    identifier=ids.nodes_sort_by(sort_key),
+                    button=True,
+                    label=text,
+                    content=ft.Container(
+                        ft.Row([label, arrow], spacing=2, tight=True),
+                        on_click=self._sorter(sort_key),
+                        border_radius=4,
+                        padding=ft.Padding.symmetric(vertical=4, horizontal=2),
+                    ),
                 )
             cells.append(_cell(label, width, expand))
         parts: list[ft.Control] = []
