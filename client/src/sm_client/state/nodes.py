@@ -4,12 +4,14 @@ One page is one ``list_nodes`` call (at most ``page_size`` nodes) and one
 ``MetricsApi.latest`` for exactly those ids. Sorting by CPU, memory or disk
 (the metrics service's values, which the registry cannot order by) reads
 every matching node (up to :data:`METRIC_SORT_MAX`) and their latest values,
-sorts them here (nodes without values last) and shows one page of that. Live updates arrive only for the
-rows on the page (``node:<id>`` topics, re-subscribed as the page changes)
-and for status changes (``fleet``); they change the rows in place and are
-coalesced: row listeners hear the changed ids at most every
-``render_interval`` seconds. A whole-list change (new page, filter, error)
-goes through :meth:`Observable.changed`.
+sorts them here (nodes without values last) and shows one page of that; the
+order is the one of that moment (a refresh sorts again).
+
+Live updates arrive only for the rows on the page (``node:<id>`` topics,
+re-subscribed as the page changes) and for status changes (``fleet``); they
+change the rows in place and are coalesced: row listeners hear the changed
+ids at most every ``render_interval`` seconds. A whole-list change (new page,
+filter, error) goes through :meth:`Observable.changed`.
 """
 
 from __future__ import annotations
