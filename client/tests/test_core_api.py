@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,50 @@ async def test_an_expiring_token_is_renewed_before_the_call(admin: CoreApi) -> N
     renewed = await admin.access_token()
     assert renewed.token != first.token
     assert not renewed.expires_within(60)
+
+
+async def test_a_request_cancelled_in_the_tls_handshake_leaves_no_socket_behind() -> None:
+    """httpcore leaks the socket of a request cancelled during the TLS handshake;
+    CoreApi lets the request run to its end instead (here: the connect timeout
+    against a server that accepts and never answers), which closes it: the
+    server sees the end of the stream without any garbage collection."""
+    accepted: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append((reader, writer))
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    api = CoreApi(f"https://127.0.0.1:{port}", ssl.create_default_context(), timeout=1.0)
+    gc.disable()  # a leaked socket would be closed by the collector, hiding the leak
+    try:
+        call = asyncio.get_running_loop().create_task(api.token_from_password("u", "p"))
+        deadline = time.monotonic() + 10
+        while not accepted:  # the TCP connection is up: the handshake waits for the server
+            assert time.monotonic() < deadline, "the client never connected"
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await api.aclose()  # waits for the request (the connect timeout ends it)
+        reader, _ = accepted[0]
+        hello = await asyncio.wait_for(reader.read(), timeout=10)  # until the client's EOF
+        assert hello.startswith(b"\x16\x03")  # a TLS ClientHello, then the socket closed
+    finally:
+        gc.enable()
+        for _, writer in accepted:
+            writer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_cancelled_call_does_not_disturb_the_next(admin: CoreApi) -> None:
+    calls = [
+        asyncio.get_running_loop().create_task(admin.call("GET", "/api/v1/nodes")) for _ in range(6)
+    ]
+    await asyncio.sleep(0)
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    page = await admin.call("GET", "/api/v1/nodes", params={"limit": 1})
+    assert page["total"] >= 1

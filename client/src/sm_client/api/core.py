@@ -5,10 +5,18 @@ document (RFC 9457) or, from the token endpoint, an RFC 6749 error, or could
 not be reached at all (status 0, code ``unreachable``). The area modules
 (``sm_client.api.fleet``, ``.metrics``, ``.commands``, ``.admin``) call
 :meth:`CoreApi.call`; nothing here imports Flet.
+
+A caller cancelled mid-request (a screen left, a view-model stopped) does not
+cancel the request itself: it finishes in the background and its connection
+goes back to the pool. httpcore 1.0 leaks the socket of a request cancelled
+during the TLS handshake (its ``start_tls`` closes the stream on ``Exception``
+only), and a client cancels reads all the time. :meth:`CoreApi.aclose` waits
+for those requests before closing the pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass
@@ -118,6 +126,7 @@ class CoreApi:
         )
         self._login: Login | None = None
         self._token: AccessToken | None = None
+        self._requests: set[asyncio.Task[httpx.Response]] = set()
 
     @classmethod
     async def bootstrap(cls, server: str, secret_key: str, ca_file: Path) -> CoreApi:
@@ -137,7 +146,21 @@ class CoreApi:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connections, once the requests whose callers gave up have ended."""
+        pending = list(self._requests)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=TIMEOUT)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self._http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """``httpx.AsyncClient.request``, carried on to its end if the caller is cancelled."""
+        task = asyncio.get_running_loop().create_task(self._http.request(method, path, **kwargs))
+        self._requests.add(task)
+        task.add_done_callback(self._requests.discard)  # shield takes its outcome
+        return await asyncio.shield(task)
 
     # --- signing in -------------------------------------------------------------
 
@@ -196,7 +219,7 @@ class CoreApi:
         token = await self.access_token()
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = await self._http.request(
+            response = await self._request(
                 method, path, params=query, json=json, headers=token.header()
             )
         except httpx.HTTPError as exc:
@@ -233,7 +256,7 @@ class CoreApi:
 
     async def _exchange(self, form: dict[str, str]) -> AccessToken:
         try:
-            response = await self._http.post(TOKEN_PATH, data=form)
+            response = await self._request("POST", TOKEN_PATH, data=form)
         except httpx.HTTPError as exc:
             raise ApiError(0, "unreachable", f"cannot reach {self.origin}: {exc}") from exc
         if response.status_code != 200:
