@@ -362,18 +362,24 @@ async def test_metric_sorts_order_every_match_with_nodes_without_values_last(
 
 
 def test_by_metric_orders_values_then_names() -> None:
-    def node(name: str) -> Node:
-        return cast(Node, {"id": f"id-{name}", "name": name})
+    def node(name: str, status: str = "online") -> Node:
+        return cast(Node, {"id": f"id-{name}", "name": name, "status": status})
 
     def values(cpu: float | None) -> tuple[MetricValues, float]:
         return cast(MetricValues, {"cpu": cpu}), 0.0
 
-    nodes = [node(n) for n in ("d", "b", "a", "c", "e")]
-    held = {"id-a": values(10.0), "id-b": values(90.5), "id-c": values(10.0), "id-e": values(None)}
+    nodes = [node(n) for n in ("d", "b", "a", "c", "e")] + [node("f", "offline")]
+    held = {
+        "id-a": values(10.0),
+        "id-b": values(90.5),
+        "id-c": values(10.0),
+        "id-e": values(None),
+        "id-f": values(99.0),  # offline: its last value ranks after every online node
+    }
     busiest = by_metric(nodes, held, "cpu", descending=True)
-    assert [n["name"] for n in busiest] == ["b", "a", "c", "d", "e"]
+    assert [n["name"] for n in busiest] == ["b", "a", "c", "f", "d", "e"]
     calmest = by_metric(nodes, held, "cpu", descending=False)
-    assert [n["name"] for n in calmest] == ["a", "c", "b", "d", "e"]
+    assert [n["name"] for n in calmest] == ["a", "c", "b", "f", "d", "e"]
     assert first_order("cpu") == "desc"
     assert first_order("last_seen") == "desc"
     assert first_order("name") == "asc"

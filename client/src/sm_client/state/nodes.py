@@ -4,8 +4,9 @@ One page is one ``list_nodes`` call (at most ``page_size`` nodes) and one
 ``MetricsApi.latest`` for exactly those ids. Sorting by CPU, memory or disk
 (the metrics service's values, which the registry cannot order by) reads
 every matching node (up to :data:`METRIC_SORT_MAX`) and their latest values,
-sorts them here (nodes without values last) and shows one page of that; the
-order is the one of that moment (a refresh sorts again).
+sorts them here (offline nodes after online ones, nodes without values last)
+and shows one page of that; the order is the one of that moment (a refresh
+sorts again).
 
 Live updates arrive only for the rows on the page (``node:<id>`` topics,
 re-subscribed as the page changes) and for status changes (``fleet``); they
@@ -143,18 +144,20 @@ def by_metric(
     *,
     descending: bool,
 ) -> list[Node]:
-    """``nodes`` ordered by their latest ``metric``; nodes without a value come last
-    (either way), ties by name then id."""
+    """``nodes`` ordered by their latest ``metric``: online nodes first, then offline
+    ones (their values are the last they sent), then nodes without a value
+    (whichever the direction); ties by name, then id."""
 
     def value(node: Node) -> float | None:
         latest = values.get(node["id"])
         found = latest[0].get(metric) if latest is not None else None
         return float(found) if isinstance(found, int | float) else None
 
-    def key(node: Node) -> tuple[bool, float, str, str]:
+    def key(node: Node) -> tuple[bool, bool, float, str, str]:
         number = value(node)
         rank = 0.0 if number is None else (-number if descending else number)
-        return (number is None, rank, node["name"].lower(), node["id"])
+        stale = node["status"] != "online"
+        return (number is None, stale, rank, node["name"].lower(), node["id"])
 
     return sorted(nodes, key=key)
 
