@@ -34,7 +34,7 @@ from sm_client.state.admin import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, muted, pill
+from sm_client.views.styled import mono_text, muted, pill
 
 WIDE: Final = 720  # px of the screen's own width from which tabs are tables
 DIALOG_WIDTH: Final = 440
@@ -799,11 +799,9 @@ class AdminScreen:
                         identifier=ids.ADMIN_SECRET,
                         label=revealed.secret,
                         content=ft.Container(
-                            ft.Text(
+                            mono_text(
                                 revealed.secret,
                                 selectable=True,
-                                font_family=MONO,
-                                font_family_fallback=MONO_FALLBACK,
                                 size=13,
                             ),
                             bgcolor=ft.Colors.SURFACE,

@@ -18,7 +18,7 @@ from sm_client.state.audit import ACTIONS, WINDOWS, AuditState
 from sm_client.views import ids, state_panels
 from sm_client.views.command_common import ScreenBase, card, chip, spec_text, when
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, mono_style, muted
+from sm_client.views.styled import mono_style, mono_text, muted
 
 ACTION_COLORS = {
     "command": ft.Colors.PRIMARY,
@@ -343,10 +343,8 @@ class AuditScreen(ScreenBase):
         return ft.Container(
             ft.Column(
                 [
-                    ft.Text(
+                    mono_text(
                         body,
-                        font_family=MONO,
-                        font_family_fallback=MONO_FALLBACK,
                         size=12,
                         selectable=True,
                     ),
@@ -385,22 +383,18 @@ class AuditScreen(ScreenBase):
                 ),
                 ft.Container(ft.Row([self._action(record)], tight=True), expand=3),
                 ft.Container(
-                    ft.Text(
+                    mono_text(
                         record["target"],
                         size=12,
-                        font_family=MONO,
-                        font_family_fallback=MONO_FALLBACK,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
                     expand=4,
                 ),
                 ft.Container(
-                    ft.Text(
+                    mono_text(
                         described,
                         size=12,
-                        font_family=MONO,
-                        font_family_fallback=MONO_FALLBACK,
                         no_wrap=True,
                         overflow=ft.TextOverflow.ELLIPSIS,
                     ),
@@ -437,11 +431,9 @@ class AuditScreen(ScreenBase):
                 ],
                 vertical_alignment=ft.CrossAxisAlignment.CENTER,
             ),
-            ft.Text(
+            mono_text(
                 described,
                 size=13,
-                font_family=MONO,
-                font_family_fallback=MONO_FALLBACK,
                 max_lines=3,
                 overflow=ft.TextOverflow.ELLIPSIS,
             ),

@@ -28,7 +28,7 @@ from sm_client.views.command_common import (
     when,
 )
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, muted
+from sm_client.views.styled import mono_text, muted
 
 FRAME: Final = 0.15  # seconds: the most often the view redraws
 PAGE: Final = 50  # executions shown before "show more"
@@ -296,10 +296,8 @@ class CommandRunScreen(ScreenBase):
                             chip(
                                 self.i18n.t(f"commands.kind.{command['kind']}"), ft.Colors.PRIMARY
                             ),
-                            ft.Text(
+                            mono_text(
                                 spec_text(command),
-                                font_family=MONO,
-                                font_family_fallback=MONO_FALLBACK,
                                 size=15,
                                 selectable=True,
                                 expand=True,
@@ -366,10 +364,8 @@ class CommandRunScreen(ScreenBase):
     def _exit(self, view: ExecutionView) -> ft.Control:
         if view.exit_code is None:
             return muted("—", size=13)
-        return ft.Text(
+        return mono_text(
             str(view.exit_code),
-            font_family=MONO,
-            font_family_fallback=MONO_FALLBACK,
             size=13,
             weight=ft.FontWeight.W_600,
             color=ft.Colors.GREEN if view.exit_code == 0 else ft.Colors.ERROR,
@@ -529,10 +525,8 @@ class CommandRunScreen(ScreenBase):
         if view.clipped(stream):
             parts.append(muted(self.i18n.t("commands.run.clipped", n=SHOW_CHARS // 1024), size=11))
         parts.append(
-            ft.Text(
+            mono_text(
                 text.rstrip("\n"),
-                font_family=MONO,
-                font_family_fallback=MONO_FALLBACK,
                 size=12,
                 selectable=True,
                 color=ft.Colors.ERROR if stream == "stderr" else None,

@@ -27,7 +27,7 @@ from sm_client.views.command_common import (
 from sm_client.views.command_composer import ComposerScreen
 from sm_client.views.command_run import CommandRunScreen
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, muted
+from sm_client.views.styled import mono_text, muted
 
 __all__ = ["CommandRunScreen", "CommandsScreen", "ComposerScreen"]
 
@@ -276,10 +276,8 @@ class CommandsScreen(ScreenBase):
                     size=16,
                     color=ft.Colors.PRIMARY,
                 ),
-                ft.Text(
+                mono_text(
                     spec_text(command),
-                    font_family=MONO,
-                    font_family_fallback=MONO_FALLBACK,
                     size=13,
                     no_wrap=True,
                     overflow=ft.TextOverflow.ELLIPSIS,

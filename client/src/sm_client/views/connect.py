@@ -16,7 +16,7 @@ import flet as ft
 from sm_client.i18n import Translator
 from sm_client.state.session import KnownServer, Phase, Session
 from sm_client.views import ids
-from sm_client.views.styled import MONO, MONO_FALLBACK
+from sm_client.views.styled import mono_text
 
 MAX_WIDTH = 460
 
@@ -328,10 +328,8 @@ class ConnectScreen:
                                     size=12,
                                     color=ft.Colors.ON_SURFACE_VARIANT,
                                 ),
-                                ft.Text(
+                                mono_text(
                                     pending.fingerprint,
-                                    font_family=MONO,
-                                    font_family_fallback=MONO_FALLBACK,
                                     size=13,
                                 ),
                             ],
@@ -394,11 +392,9 @@ class ConnectScreen:
                                     [
                                         ft.Text(host, weight=ft.FontWeight.W_500),
                                         ft.Text(how, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                                        ft.Text(
+                                        mono_text(
                                             known.fingerprint[:23] + "…",
                                             size=11,
-                                            font_family=MONO,
-                                            font_family_fallback=MONO_FALLBACK,
                                             color=ft.Colors.ON_SURFACE_VARIANT,
                                         ),
                                     ],

@@ -16,7 +16,7 @@ from sm_client.state.observable import Load, Phase
 from sm_client.views import fleet_format as fmt
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, outlined_card
+from sm_client.views.styled import mono_text, outlined_card
 
 KIND_ICONS: Final = {
     "shell": ft.Icons.TERMINAL,
@@ -479,10 +479,8 @@ class DashboardScreen:
                     ft.Container(
                         ft.Column(
                             [
-                                ft.Text(
+                                mono_text(
                                     command_title(command),
-                                    font_family=MONO,
-                                    font_family_fallback=MONO_FALLBACK,
                                     no_wrap=True,
                                     overflow=ft.TextOverflow.ELLIPSIS,
                                     weight=ft.FontWeight.W_500,

@@ -30,7 +30,7 @@ from sm_client.state.node_detail import (
 from sm_client.state.observable import Phase, Problem
 from sm_client.views import ids, state_panels
 from sm_client.views.context import RouteParams, ScreenContext
-from sm_client.views.styled import MONO, MONO_FALLBACK, muted, outlined_card, pill
+from sm_client.views.styled import mono_text, muted, outlined_card, pill
 
 WIDE: Final = 720  # px of the screen's own width from which sections sit side by side
 TABS: Final = ("services", "logs", "executions")
@@ -1201,10 +1201,8 @@ class NodeScreen:
         return ft.Container(
             ft.Column(
                 [
-                    ft.Text(
+                    mono_text(
                         "\n".join(lines),
-                        font_family=MONO,
-                        font_family_fallback=MONO_FALLBACK,
                         size=12,
                         selectable=True,
                         no_wrap=False,
@@ -1223,10 +1221,8 @@ class NodeScreen:
     def _mono(self, text: str, *, max_lines: int) -> ft.Control:
         lines = text.splitlines()[-max_lines:]
         return ft.Container(
-            ft.Text(
+            mono_text(
                 "\n".join(lines),
-                font_family=MONO,
-                font_family_fallback=MONO_FALLBACK,
                 size=12,
                 selectable=True,
             ),
@@ -1318,11 +1314,9 @@ class NodeScreen:
                         ),
                         ft.Column(
                             [
-                                ft.Text(
+                                mono_text(
                                     what,
                                     size=13,
-                                    font_family=MONO,
-                                    font_family_fallback=MONO_FALLBACK,
                                     max_lines=1,
                                     overflow=ft.TextOverflow.ELLIPSIS,
                                 ),

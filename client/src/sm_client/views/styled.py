@@ -24,6 +24,34 @@ def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = F
     )
 
 
+def mono_text(
+    value: str,
+    *,
+    size: float | None = None,
+    selectable: bool = False,
+    no_wrap: bool = False,
+    max_lines: int | None = None,
+    overflow: ft.TextOverflow = ft.TextOverflow.CLIP,
+    color: str | None = None,
+    weight: ft.FontWeight | None = None,
+    expand: bool | int | None = None,
+) -> ft.Text:
+    """Text as a terminal shows it: scripts, output, logs, ids, fingerprints."""
+    return ft.Text(
+        value,
+        size=size,
+        font_family=MONO,
+        font_family_fallback=MONO_FALLBACK,
+        selectable=selectable,
+        no_wrap=no_wrap,
+        max_lines=max_lines,
+        overflow=overflow,
+        color=color,
+        weight=weight,
+        expand=expand,
+    )
+
+
 def mono_style(size: float | None = None) -> ft.TextStyle:
     """The text style of scripts, selectors, units and paths typed into a field."""
     return ft.TextStyle(font_family=MONO, font_family_fallback=MONO_FALLBACK, size=size)
