@@ -17,6 +17,7 @@ import flet as ft
 
 from sm_client.api.fleet import NodeStatus
 from sm_client.state.nodes import (
+    METRIC_SORTS,
     SORTS,
     ListSort,
     NodeFilters,
@@ -389,9 +390,13 @@ class NodesScreen:
         ]
         self.sort.label = t("nodes.sort")
         self.sort.options = [
-            ft.DropdownOption(key=key, text=t(f"nodes.sort.{key}")) for key in SORTS
+            ft.DropdownOption(key=key, text=t(f"nodes.sort.{key}")) for key in self._sorts()
         ]
         self._sync_fields()
+
+    def _sorts(self) -> list[ListSort]:
+        """The sorts offered: by a metric only to those who may read metrics."""
+        return [k for k in SORTS if k not in METRIC_SORTS or self.state.can_see_metrics]
 
     def _sync_fields(self) -> None:
         t = self.ctx.i18n.t
@@ -695,7 +700,7 @@ class NodesScreen:
             label: ft.Control = ft.Text(
                 text, size=12, weight=ft.FontWeight.W_600, color=ft.Colors.ON_SURFACE_VARIANT
             )
-            if key in SORTABLE:
+            if key in SORTABLE and SORTABLE[key] in self._sorts():
                 sort_key = SORTABLE[key]
                 arrow = ft.Icon(ft.Icons.ARROW_UPWARD, size=14, color=ft.Colors.PRIMARY)
                 self._arrows[sort_key] = arrow

@@ -13,7 +13,7 @@ from sm_client.state.session import Session
 from sm_client.views import ids
 from sm_client.views.context import RouteParams, ScreenContext
 from sm_client.views.fonts import CJK_FONT
-from sm_client.views.styled import MONO, MONO_FALLBACK
+from sm_client.views.styled import mono_text
 
 # Each language named in itself, whatever the current language.
 LANGUAGE_NAMES = {Language.EN: "English", Language.ZH: "简体中文"}
@@ -130,13 +130,8 @@ class SettingsScreen:
         return ft.Column(
             [
                 ft.Text(label, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                ft.Text(
-                    value,
-                    selectable=mono,  # inside a Semantics label a selectable text hides it
-                    font_family=MONO if mono else None,
-                    font_family_fallback=MONO_FALLBACK if mono else None,
-                    size=13 if mono else 14,
-                ),
+                # (inside a Semantics label a selectable text hides it: only ids are selectable)
+                mono_text(value, size=13, selectable=True) if mono else ft.Text(value, size=14),
             ],
             spacing=2,
             tight=True,

@@ -1,4 +1,4 @@
-"""Small styled controls the screens share: muted text, pills, outlined cards."""
+"""Small styled controls the screens share: muted and monospace text, pills, outlined cards."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import flet as ft
 
 from sm_client.views.fonts import CJK_FONT, MONO_FONT
 
-MONO: Final = MONO_FONT
-MONO_FALLBACK: Final = [CJK_FONT]  # Chinese in output, paths or names
+_MONO_FALLBACK: Final = [CJK_FONT]  # Chinese in output, paths or names
 
 
 def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = False) -> ft.Text:
@@ -18,8 +17,8 @@ def muted(text: str, *, size: int = 12, mono: bool = False, selectable: bool = F
         text,
         size=size,
         color=ft.Colors.ON_SURFACE_VARIANT,
-        font_family=MONO if mono else None,
-        font_family_fallback=MONO_FALLBACK if mono else None,
+        font_family=MONO_FONT if mono else None,
+        font_family_fallback=_MONO_FALLBACK if mono else None,
         selectable=selectable,
     )
 
@@ -40,8 +39,8 @@ def mono_text(
     return ft.Text(
         value,
         size=size,
-        font_family=MONO,
-        font_family_fallback=MONO_FALLBACK,
+        font_family=MONO_FONT,
+        font_family_fallback=_MONO_FALLBACK,
         selectable=selectable,
         no_wrap=no_wrap,
         max_lines=max_lines,
@@ -54,7 +53,7 @@ def mono_text(
 
 def mono_style(size: float | None = None) -> ft.TextStyle:
     """The text style of scripts, selectors, units and paths typed into a field."""
-    return ft.TextStyle(font_family=MONO, font_family_fallback=MONO_FALLBACK, size=size)
+    return ft.TextStyle(font_family=MONO_FONT, font_family_fallback=_MONO_FALLBACK, size=size)
 
 
 def pill(text: str, bg: str, fg: str, *, icon: ft.IconData | None = None) -> ft.Control:
