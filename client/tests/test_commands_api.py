@@ -14,10 +14,14 @@ from .online import local_node
 
 
 async def until_ended(commands: CommandsApi, command_id: str, within: float = 30) -> Command:
+    """The command once every execution has ended (a cancelled command's status says
+    so at once; a running execution ends when its agent confirms)."""
     deadline = time.monotonic() + within
     while True:
         command = await commands.get(command_id)
-        if command["status"] != "running":
+        if command["status"] != "running" and all(
+            e["state"] in ENDED for e in command["executions"]
+        ):
             return command
         assert time.monotonic() < deadline, f"{command_id} still running: {command['summary']}"
         await asyncio.sleep(0.2)
