@@ -427,6 +427,17 @@ class Client:
         texts: str = self.wait_id(identifier).evaluate(_TEXTS_JS)
         return texts
 
+    def label_now(self, identifier: str) -> str | None:
+        """:meth:`label` of the control if it is there now; None if it is not (no waiting:
+        a screen being replaced may drop it between two looks)."""
+        found = self.by_id(identifier)
+        if found.count() == 0:
+            return None
+        try:
+            return str(found.first.evaluate(_TEXTS_JS, timeout=1_000))
+        except Exception:  # it went away between the count and the read
+            return None
+
     def wait_text(
         self, identifier: str, check: str | Callable[[str], bool], timeout: float = 15
     ) -> str:
@@ -437,11 +448,12 @@ class Client:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            if self.has(identifier):
-                with contextlib.suppress(Exception):
-                    last = self.label(identifier)
-                    if test(last):
-                        return last
+            text = self.label_now(identifier)
+            if text is not None:
+                last = text
+                with contextlib.suppress(Exception):  # a check may assert on a passing text
+                    if test(text):
+                        return text
             time.sleep(0.1)
         raise AssertionError(
             self.explain(
@@ -583,7 +595,7 @@ class Client:
             while time.monotonic() < deadline:
                 if self.has(ids.NAV_RAIL) or self.has(ids.NAV_BAR):
                     return
-                if self.has(ids.CONNECT_ERROR) and malformed in self.label(ids.CONNECT_ERROR):
+                if malformed in (self.label_now(ids.CONNECT_ERROR) or ""):
                     break
                 self.page.wait_for_timeout(200)
         self.wait_shell(timeout=5)

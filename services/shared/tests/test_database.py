@@ -183,3 +183,33 @@ def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
         assert _value(engine) == 0
         assert time.monotonic() - started < 1.0
     assert _value(engine) == 42
+
+
+def test_a_new_file_turns_wal_while_another_connection_writes(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once ("database is locked", no busy wait)
+    while another connection holds the write lock: the engine retries until it is free
+    (at a first start every process of ``up`` opens the new files together)."""
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x INTEGER)")  # a rollback-journal file, not WAL yet
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    probe = sqlite3.connect(path, timeout=5)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # SQLite's own answer
+            probe.execute("PRAGMA journal_mode=WAL")
+    finally:
+        probe.close()
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    engine = create_database_engine(f"sqlite:///{path}")
+    try:
+        began = time.monotonic()
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+        assert time.monotonic() - began >= 0.4  # it waited for the writer
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()

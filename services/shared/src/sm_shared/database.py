@@ -9,7 +9,9 @@ for writers (WAL). Any other URL (PostgreSQL) is used as is.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import weakref
 from typing import Any, Final
 
@@ -23,11 +25,32 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's transaction events issue BEGIN (pysqlite's own is deferred).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # first: the pragmas below wait too
+    _into_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _into_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while the file is locked.
+
+    The switch needs the file to itself. At a first start every process of
+    ``up`` opens the new file at once, and SQLite answers "database is locked"
+    at once, without waiting, to a connection that would otherwise deadlock
+    with another one converting or writing (a CI run lost the api that way).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(conn: Any) -> None:
